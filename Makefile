@@ -1,0 +1,45 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv and install first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# CPU build of torch where there is no NVIDIA GPU (a bare `torch` could pull a multi-GB CUDA build).
+TORCH_CPU := torch==2.13.0
+
+.PHONY: install demo test test-fast lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "NVIDIA GPU found: installing the default (CUDA) torch build"; \
+	else \
+		echo "no GPU: installing the CPU build of torch ($(TORCH_CPU))"; \
+		$(PY) -m pip install --quiet "$(TORCH_CPU)"; \
+	fi
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ganpipe train --local --preset digits-dcgan --name demo-digits
+	$(VENV)/bin/ganpipe train --local --preset ring --name demo-ring
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check gan_core pipelines tests bench
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not integration"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gan_core pipelines tests bench
+	$(VENV)/bin/ruff format --check gan_core pipelines tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format gan_core pipelines tests bench
+	$(VENV)/bin/ruff check --fix gan_core pipelines tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

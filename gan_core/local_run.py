@@ -1,0 +1,120 @@
+"""Train one GAN in this process with gan_core alone, leaving everything in one folder.
+
+    out/
+      config.yaml         the resolved config
+      checkpoints/        step-N.pt, the newest `train.keep_checkpoints` kept
+      metrics.jsonl       training metrics every `train.log_every` steps
+      metrics.json        the final evaluation, each metric beside its real-vs-real value
+      samples.png         final samples (grid or scatter over the true modes)
+      training.gif        the same latent batch through training
+      curves.png          losses, D outputs, gradient norms, coverage
+
+Running it again on the same folder resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gan_core.config import ConfigError, ExperimentConfig, from_dict
+from gan_core.data import load_dataset
+from gan_core.metrics import CollapseWatch, Evaluator, generate
+from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint
+from gan_core.outputs.progress import format_duration
+from gan_core.pictures import render_samples
+from gan_core.training import Hook, fit
+
+
+@dataclass
+class LocalRunResult:
+    folder: Path
+    metrics: dict[str, dict[str, float]]
+    steps: int
+    seconds: float
+    collapse_events: list[dict[str, Any]]
+
+
+def train_local(
+    config: ExperimentConfig,
+    folder: str | Path,
+    fresh: bool = False,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    extra_hooks: list[Hook] | None = None,
+) -> LocalRunResult:
+    folder = Path(folder)
+    checkpoints = folder / "checkpoints"
+    resume = None if fresh else latest_checkpoint(checkpoints)
+    if resume is not None:
+        _check_same_run(resume["config"], config, folder)
+        log(f"resuming {folder} from step {resume['step']}")
+    elif fresh and checkpoints.is_dir():
+        for old in checkpoints.glob("step-*.pt"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    log(f"dataset {dataset.summary()}")
+    evaluator = Evaluator(dataset, config.eval, cache_dir=str(cache_dir or folder / "classifier"), log=log)
+    if evaluator.classifier_accuracy is not None:
+        log(f"feature classifier test accuracy {evaluator.classifier_accuracy:.4f}")
+    watch_every = max(
+        config.train.log_every, config.train.steps // 10 // config.train.log_every * config.train.log_every
+    )
+    watch = CollapseWatch(
+        evaluator,
+        every=watch_every,
+        threshold=config.eval.collapse_threshold,
+        on_collapse=lambda e: log(f"mode-collapse warning at step {e.step}: {e.reason}"),
+    )
+    hooks = [
+        watch,
+        ProgressPrinter(log),
+        FolderCheckpointer(checkpoints, config.train.keep_checkpoints),
+        RunRecorder(folder, dataset),
+    ]
+    started = time.perf_counter()
+    state = fit(config, dataset, hooks + list(extra_hooks or []), resume_from=resume)
+    seconds = time.perf_counter() - started
+
+    log("evaluating the EMA generator" if state.ema else "evaluating the generator")
+    report = evaluator.evaluate(state.sampler)
+    samples, _ = generate(state.sampler, 2500 if dataset.kind == "points" else 64, config.eval.seed)
+    render_samples(samples, dataset.modes, dataset.sigma, f"{config.data.name}, step {state.step}").save(
+        folder / "samples.png"
+    )
+    events = [vars(e) for e in watch.events]
+    summary = {
+        "dataset": dataset.summary(),
+        "steps": state.step,
+        "train_seconds": round(seconds, 2),
+        "config_hash": config.hash(),
+        "classifier_accuracy": evaluator.classifier_accuracy,
+        "metrics": report,
+        "coverage_history": watch.history,
+        "collapse_events": events,
+    }
+    (folder / "metrics.json").write_text(json.dumps(summary, indent=2))
+    log(f"trained {state.step} steps in {format_duration(seconds)}; outputs in {folder}")
+    for name, pair in report.items():
+        log(f"  {name:>20}: {pair['value']:.4f}   (real data: {pair['real']:.4f})")
+    return LocalRunResult(folder, report, state.step, seconds, events)
+
+
+def _check_same_run(saved: dict[str, Any], config: ExperimentConfig, folder: Path) -> None:
+    """Resuming is only sound for the same experiment; only the step budget may grow."""
+    before, now = from_dict(saved).flat(), config.flat()
+    changed = sorted(k for k in now if k != "train.steps" and before.get(k) != now[k])
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ConfigError(
+            f"{folder} holds a run with a different config ({detail}); pass --fresh or another output folder"
+        )

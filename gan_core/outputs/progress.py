@@ -1,0 +1,45 @@
+"""Progress lines with rate and ETA, for a terminal or a log file alike."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from gan_core.training.hooks import Hook
+from gan_core.training.state import TrainState
+
+HEADLINE = ("d_loss", "g_loss", "d_real", "d_fake", "coverage")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class ProgressPrinter(Hook):
+    def __init__(self, write: Callable[[str], None] | None = None, prefix: str = "") -> None:
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.prefix = prefix
+        self._start_time = 0.0
+        self._start_step = 0
+
+    def on_start(self, state: TrainState) -> None:
+        self._start_time, self._start_step = time.perf_counter(), state.step
+        total = state.config.train.steps
+        verb = f"resuming at step {state.step}" if state.step else "starting"
+        self.write(f"{self.prefix}{verb}: {total} steps, batch {state.config.train.batch_size}, device {state.device}")
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        total = state.config.train.steps
+        elapsed = time.perf_counter() - self._start_time
+        rate = (step - self._start_step) / max(elapsed, 1e-9)
+        eta = (total - step) / rate if rate > 0 else float("inf")
+        shown = " ".join(f"{k} {metrics[k]:.3f}" for k in HEADLINE if k in metrics)
+        self.write(
+            f"{self.prefix}step {step}/{total} ({100 * step / total:3.0f}%) | {rate:.1f} it/s "
+            f"{metrics.get('samples_per_s', 0):.0f} samples/s | elapsed {format_duration(elapsed)} "
+            f"ETA {format_duration(eta)} | {shown}"
+        )

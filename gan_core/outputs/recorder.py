@@ -1,0 +1,69 @@
+"""Keeps what a run should leave behind: metric history (JSON lines), GIF frames, final pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from gan_core.data import Dataset
+from gan_core.pictures import labelled, loss_curves, render_samples, save_gif
+from gan_core.training.hooks import Hook
+from gan_core.training.state import TrainState
+
+CURVES = ("d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "coverage")
+
+
+class RunRecorder(Hook):
+    """Writes into `folder`: metrics.jsonl, frames/step-N.png, and at the end training.gif,
+    samples.png and curves.png. On resume it drops history written after the checkpoint."""
+
+    def __init__(self, folder: str | Path, dataset: Dataset) -> None:
+        self.folder = Path(folder)
+        self.frames = self.folder / "frames"
+        self.history_path = self.folder / "metrics.jsonl"
+        self.dataset = dataset
+
+    def on_start(self, state: TrainState) -> None:
+        self.frames.mkdir(parents=True, exist_ok=True)
+        rows = [row for row in self.history() if row["step"] <= state.step]
+        self.history_path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        for frame in self.frames.glob("step-*.png"):
+            if int(frame.stem.split("-")[1]) > state.step:
+                frame.unlink()
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        with self.history_path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
+        picture = render_samples(
+            samples_for_picture(samples, state), self.dataset.modes, self.dataset.sigma, f"step {step}"
+        )
+        labelled(picture, f"step {step}").save(self.frames / f"step-{step:06d}.png")
+
+    def on_end(self, state: TrainState) -> None:
+        frames = sorted(self.frames.glob("step-*.png"))
+        if frames:
+            from PIL import Image
+
+            save_gif([Image.open(f).convert("RGB") for f in frames], self.folder / "training.gif")
+        loss_curves(self.history(), CURVES, self.folder / "curves.png", title=state.config.data.name)
+
+    def history(self) -> list[dict[str, float]]:
+        if not self.history_path.is_file():
+            return []
+        return [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
+
+
+@torch.no_grad()
+def samples_for_picture(fixed_samples: torch.Tensor, state: TrainState, points: int = 2500) -> torch.Tensor:
+    """Images: the fixed batch as is. Points: a scatter needs more than 64, so draw `points` more
+    from a fixed seed (the same every frame)."""
+    if fixed_samples.dim() == 4:
+        return fixed_samples
+    from gan_core.metrics.evaluate import generate
+
+    samples, _ = generate(state.sampler, points, seed=state.config.eval.seed)
+    return samples

@@ -1,0 +1,119 @@
+"""Pictures a person would rather look at: sample grids, 2-D scatter plots, training GIFs.
+
+Written with Pillow (and matplotlib for scatter plots), never torchvision.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None, scale: int | None = None, pad: int = 1) -> Image.Image:
+    """(N, C, H, W) in [-1, 1] -> one RGB image, tiles upscaled (nearest) to at least 32 px."""
+    images = images.detach().float().cpu().clamp(-1, 1)
+    n, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    scale = scale or max(1, 32 // height)
+    pixels = ((images + 1) * 127.5).round().to(torch.uint8)
+    if channels == 1:
+        pixels = pixels.expand(n, 3, height, width)
+    elif channels != 3:  # e.g. packed or odd channel counts: show the first channel
+        pixels = pixels[:, :1].expand(n, 3, height, width)
+    tile_h, tile_w = height * scale + pad, width * scale + pad
+    canvas = np.full((rows * tile_h + pad, columns * tile_w + pad, 3), 40, dtype=np.uint8)
+    tiles = pixels.permute(0, 2, 3, 1).numpy().repeat(scale, axis=1).repeat(scale, axis=2)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas[
+            pad + r * tile_h : pad + r * tile_h + height * scale, pad + c * tile_w : pad + c * tile_w + width * scale
+        ] = tile
+    return Image.fromarray(canvas)
+
+
+def scatter_plot(
+    points: torch.Tensor, modes: torch.Tensor | None = None, sigma: float = 0.0, title: str = ""
+) -> Image.Image:
+    """2-D samples over the true modes (with their 3-sigma high-quality circles)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    points = points.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.35, color="#1f77b4", label="generated")
+    if modes is not None:
+        m = modes.cpu().numpy()
+        ax.scatter(m[:, 0], m[:, 1], s=30, marker="x", color="#d62728", label="modes")
+        for x, y in m:
+            ax.add_patch(plt.Circle((x, y), 3 * sigma, fill=False, color="#d62728", lw=0.6))
+        span = np.abs(m).max() * 1.35 + 6 * sigma
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def render_samples(
+    samples: torch.Tensor, modes: torch.Tensor | None = None, sigma: float = 0.0, title: str = ""
+) -> Image.Image:
+    """A grid for images, a scatter plot for points."""
+    if samples.dim() == 4:
+        return image_grid(samples)
+    return scatter_plot(samples, modes, sigma, title)
+
+
+def labelled(image: Image.Image, text: str) -> Image.Image:
+    """The image with a caption strip above it (used for GIF frames: 'step 1200')."""
+    out = Image.new("RGB", (image.width, image.height + 14), (20, 20, 20))
+    out.paste(image, (0, 14))
+    ImageDraw.Draw(out).text((3, 1), text, fill=(230, 230, 230))
+    return out
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, frame_ms: int = 150, hold_last_ms: int = 1200) -> Path:
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    path = Path(path)
+    durations = [frame_ms] * (len(frames) - 1) + [hold_last_ms]
+    frames[0].save(path, save_all=True, append_images=list(frames[1:]), duration=durations, loop=0, optimize=False)
+    return path
+
+
+def loss_curves(history: Sequence[dict[str, float]], keys: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Line plots of the logged metrics against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in row for row in history)]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.8 * max(1, len(keys))), dpi=100, sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        rows = [row for row in history if key in row]
+        ax.plot([row["step"] for row in rows], [row[key] for row in rows], lw=1.2)
+        ax.set_ylabel(key, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,25 @@
+"""Training: the loop (`fit`), its hooks, the state and the checkpoint format."""
+
+from gan_core.training.hooks import Hook, HookList
+from gan_core.training.loop import NonFiniteLossError, fit, resolve_device, sample_fixed
+from gan_core.training.state import (
+    TrainState,
+    build_models,
+    generator_from_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = [
+    "Hook",
+    "HookList",
+    "NonFiniteLossError",
+    "TrainState",
+    "build_models",
+    "fit",
+    "generator_from_checkpoint",
+    "load_checkpoint",
+    "resolve_device",
+    "sample_fixed",
+    "save_checkpoint",
+]

@@ -1,0 +1,52 @@
+"""Shuffled minibatches from a dataset held in memory (on the training device when it fits).
+
+Every rank draws the same permutation and takes its own slice of each global batch, so N
+workers with batch B/N see exactly the batches one worker with batch B would see.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class BatchSource:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        global_batch: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if global_batch % world_size:
+            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} workers")
+        if global_batch > len(x):
+            raise ValueError(f"batch size {global_batch} exceeds the {len(x)} training samples")
+        self.x, self.y = x, y
+        self.global_batch = global_batch
+        self.local_batch = global_batch // world_size
+        self.offset = rank * self.local_batch
+        self._rng = torch.Generator().manual_seed(seed)
+        self._order = torch.randperm(len(x), generator=self._rng)
+        self._position = 0
+        self.epoch = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._position + self.global_batch > len(self._order):  # drop the ragged tail
+            self._order = torch.randperm(len(self.x), generator=self._rng)
+            self._position = 0
+            self.epoch += 1
+        start = self._position + self.offset
+        index = self._order[start : start + self.local_batch].to(self.x.device, non_blocking=True)
+        self._position += self.global_batch
+        return self.x[index], (self.y[index] if self.y is not None else None)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"rng": self._rng.get_state(), "order": self._order, "position": self._position, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._rng.set_state(state["rng"])  # type: ignore[arg-type]
+        self._order = state["order"]  # type: ignore[assignment]
+        self._position = int(state["position"])  # type: ignore[arg-type]
+        self.epoch = int(state["epoch"])  # type: ignore[arg-type]

@@ -1,0 +1,170 @@
+"""The training loop: k discriminator steps, one generator step, EMA, report. Repeat.
+
+Metrics stay on the device and are read once per `train.log_every` steps, so the loop never
+waits on the accelerator in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from gan_core.config import ExperimentConfig
+from gan_core.data import Dataset
+from gan_core.losses import LOSSES
+from gan_core.training.hooks import Hook, HookList
+from gan_core.training.state import TrainState, build_state
+from gan_core.training.step import StepContext, discriminator_step, generator_step
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN or infinity; the last checkpoint written before it is intact."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device='cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def autocast_for(config: ExperimentConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    precision = config.train.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def fit(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    hooks: Hook | list[Hook] | None = None,
+    resume_from: dict | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    device: torch.device | None = None,
+) -> TrainState:
+    """Train `config` on `dataset` until `config.train.steps`; returns the final state.
+
+    `resume_from` is a checkpoint dict; training continues from its step with its optimiser,
+    EMA, batch order and RNG states. `wrap` (e.g. DistributedDataParallel) is applied to G
+    and D for the update that trains each; `rank`/`world_size` pick this worker's data.
+    """
+    hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
+    device = device or resolve_device(config.train.device)
+    state = build_state(config, dataset, device, rank, world_size)
+    if resume_from is not None:
+        state.load_checkpoint(resume_from)
+    g_train = wrap(state.generator) if wrap else state.generator
+    d_train = wrap(state.discriminator) if wrap else state.discriminator
+    ctx = StepContext(
+        loss=LOSSES.get(config.loss.name)(),
+        loss_cfg=config.loss,
+        noise=state.noise,
+        autocast=autocast_for(config, device),
+        num_classes=state.generator.num_classes,
+    )
+    train = config.train
+    meter = Meter()
+    hook.on_start(state)
+    clock, last_step = time.perf_counter(), state.step
+
+    while state.step < train.steps:
+        step = state.step + 1
+        report = step % train.log_every == 0 or step % train.checkpoint_every == 0 or step == train.steps
+        ctx.instance_noise = config.loss.instance_noise * max(0.0, 1.0 - state.step / train.steps)
+
+        # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
+        for k in range(train.d_steps):
+            real, labels = state.batches.next()
+            real = real.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True) if labels is not None and ctx.num_classes else None
+            meter.add(
+                discriminator_step(
+                    d_train, state.generator, state.opt_d, real, labels, ctx, report and k == train.d_steps - 1
+                )
+            )
+
+        # Phase 2: the generator, once.
+        meter.add(
+            generator_step(
+                g_train, state.generator, state.discriminator, state.opt_g, real.shape[0], device, ctx, report
+            )
+        )
+
+        # Phase 3: the moving average of G that we actually sample from.
+        if state.ema is not None:
+            state.ema.update(state.generator, step)
+        state.step = step
+
+        # Phase 4: report. Reading the meter is the loop's only host sync.
+        if report:
+            metrics = meter.read()
+            _check_finite(metrics, step)
+            elapsed = time.perf_counter() - clock
+            per_worker = (step - last_step) * state.batches.local_batch * train.d_steps / max(elapsed, 1e-9)
+            metrics.update(
+                samples_per_s_worker=per_worker, samples_per_s=per_worker * world_size, epoch=state.batches.epoch
+            )
+            clock, last_step = time.perf_counter(), step
+            if step % train.log_every == 0 or step == train.steps:
+                hook.on_metrics(step, metrics, state)
+        if step % train.sample_every == 0 or step == train.steps:
+            hook.on_samples(step, sample_fixed(state), state)
+        if step % train.checkpoint_every == 0 or step == train.steps:
+            hook.on_checkpoint(step, state.checkpoint(), state)
+
+    hook.on_end(state)
+    return state
+
+
+@torch.no_grad()
+def sample_fixed(state: TrainState) -> torch.Tensor:
+    """The fixed latent batch through the sampling generator, on CPU, in float32."""
+    sampler = state.sampler
+    was_training = sampler.training
+    sampler.eval()
+    samples = sampler(state.fixed_latent, state.fixed_labels).float().cpu()
+    sampler.train(was_training)
+    return samples
+
+
+class Meter:
+    """Running sums of scalar tensors, kept on their device until read."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            value = value.detach().float()
+            self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        if not self._sums:
+            return {}
+        names = list(self._sums)
+        values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
+        means = {n: v / self._counts[n] for n, v in zip(names, values, strict=True)}
+        self._sums.clear()
+        self._counts.clear()
+        return means
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+    bad = {name: value for name, value in metrics.items() if value != value or value in (float("inf"), float("-inf"))}
+    if bad:
+        raise NonFiniteLossError(
+            f"non-finite training metrics by step {step}: {bad}; training stopped, the last checkpoint "
+            "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"
+        )

@@ -1,0 +1,168 @@
+"""Everything a training run owns, and its checkpoint format.
+
+A checkpoint is a plain dict of tensors, numbers and strings, so it loads with
+``torch.load(..., weights_only=True)``: G, D, both optimisers, the EMA generator, the step,
+the batch order and RNG states, and the resolved config.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gan_core.config import ExperimentConfig, from_dict
+from gan_core.data import Dataset
+from gan_core.models import GAN, MODELS, Discriminator, Generator
+from gan_core.training.batches import BatchSource
+from gan_core.training.ema import EMA
+
+CHECKPOINT_FORMAT = 1
+FIXED_BATCH = 64  # the latent batch drawn once and rendered through training (the GIF)
+
+
+@dataclass
+class TrainState:
+    config: ExperimentConfig
+    generator: Generator
+    discriminator: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: EMA | None
+    batches: BatchSource
+    noise: torch.Generator  # latents, fake labels, instance noise: resumable, per rank
+    fixed_latent: torch.Tensor
+    fixed_labels: torch.Tensor | None
+    device: torch.device
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # whatever a caller wants kept (e.g. a run id)
+
+    @property
+    def sampler(self) -> Generator:
+        """The generator to sample from: the EMA copy when there is one."""
+        return self.ema.model if self.ema is not None else self.generator
+
+    def checkpoint(self) -> dict[str, Any]:
+        cpu = lambda sd: {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in sd.items()}  # noqa: E731
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "sample_shape": list(self.generator.sample_shape),
+            "num_classes": self.generator.num_classes,
+            "generator": cpu(self.generator.state_dict()),
+            "discriminator": cpu(self.discriminator.state_dict()),
+            "ema_generator": cpu(self.ema.model.state_dict()) if self.ema else None,
+            "opt_g": _optimizer_to_cpu(self.opt_g.state_dict()),
+            "opt_d": _optimizer_to_cpu(self.opt_d.state_dict()),
+            "batches": self.batches.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state().cpu()},
+            "fixed_latent": self.fixed_latent.cpu(),
+            "fixed_labels": self.fixed_labels.cpu() if self.fixed_labels is not None else None,
+            "extra": dict(self.extra),
+        }
+
+    def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        self.generator.load_state_dict(ckpt["generator"])
+        self.discriminator.load_state_dict(ckpt["discriminator"])
+        if self.ema is not None and ckpt["ema_generator"] is not None:
+            self.ema.model.load_state_dict(ckpt["ema_generator"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.batches.load_state_dict(ckpt["batches"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.noise.set_state(ckpt["rng"]["noise"])
+        self.fixed_latent = ckpt["fixed_latent"].to(self.device)
+        if ckpt["fixed_labels"] is not None:
+            self.fixed_labels = ckpt["fixed_labels"].to(self.device)
+        self.step = int(ckpt["step"])
+        self.extra = dict(ckpt.get("extra") or {})
+
+
+def build_models(config: ExperimentConfig, dataset: Dataset) -> GAN:
+    if config.model.conditioning != "none" and not dataset.labelled:
+        raise ValueError(
+            f"model.conditioning={config.model.conditioning!r} needs labels; dataset {dataset.name!r} has none"
+        )
+    return MODELS.get(config.model.name)(config.model, dataset.sample_shape, dataset.num_classes)
+
+
+def build_state(
+    config: ExperimentConfig, dataset: Dataset, device: torch.device, rank: int = 0, world_size: int = 1
+) -> TrainState:
+    torch.manual_seed(config.train.seed)  # same initial weights on every rank
+    gan = build_models(config, dataset)
+    generator, discriminator = gan.generator.to(device), gan.discriminator.to(device)
+    adam = dict(betas=(config.optim.beta1, config.optim.beta2))
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.optim.lr_g, **adam, **fused)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.optim.lr_d, **adam, **fused)
+    ema = EMA(generator, config.train.ema_decay) if config.train.ema_decay > 0 else None
+    data_device = device if _fits_on(device, dataset) else torch.device("cpu")
+    batches = BatchSource(
+        dataset.train_x.to(data_device),
+        dataset.train_y.to(data_device) if dataset.train_y is not None else None,
+        config.train.batch_size,
+        seed=config.train.seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    noise = torch.Generator(device=device).manual_seed(config.train.seed * 1000 + rank + 1)
+    fixed = torch.Generator().manual_seed(config.eval.seed)
+    fixed_latent = torch.randn(FIXED_BATCH, generator.latent_dim, generator=fixed).to(device)
+    fixed_labels = torch.arange(FIXED_BATCH, device=device) % generator.num_classes if generator.conditional else None
+    return TrainState(
+        config, generator, discriminator, opt_g, opt_d, ema, batches, noise, fixed_latent, fixed_labels, device
+    )
+
+
+def _fits_on(device: torch.device, dataset: Dataset) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return dataset.train_x.numel() * 4 < free // 4
+
+
+def _optimizer_to_cpu(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "state": {
+            k: {n: t.detach().cpu() if torch.is_tensor(t) else t for n, t in v.items()}
+            for k, v in state["state"].items()
+        },
+        "param_groups": state["param_groups"],
+    }
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically: a crash mid-write never leaves a half checkpoint under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(ckpt, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Safe load: tensors and plain containers only, never arbitrary pickled objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator:
+    """Rebuild the (EMA) generator of a checkpoint, in eval mode on CPU; no dataset needed."""
+    config = from_dict(ckpt["config"])
+    generator = MODELS.get(config.model.name)(config.model, tuple(ckpt["sample_shape"]), ckpt["num_classes"]).generator
+    weights = ckpt["ema_generator"] if use_ema and ckpt.get("ema_generator") is not None else ckpt["generator"]
+    generator.load_state_dict(weights)
+    return generator.eval()

@@ -1,0 +1,140 @@
+"""One discriminator update and one generator update: the two phases of a GAN step.
+
+The discriminator scores real and fake samples in a single forward pass: one forward per
+backward keeps DistributedDataParallel simple, and the penalties' inputs (real samples for
+R1, interpolates for WGAN-GP) ride along in the same batch.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan_core.config import LossConfig
+from gan_core.losses import AdversarialLoss, input_gradient_penalty, unit_gradient_penalty
+from gan_core.models import Discriminator, Generator
+
+
+@dataclass
+class StepContext:
+    """What both phases need besides the models: the objective and the run's randomness."""
+
+    loss: AdversarialLoss
+    loss_cfg: LossConfig
+    noise: torch.Generator
+    autocast: AbstractContextManager
+    num_classes: int  # > 0 when G and D take labels
+    instance_noise: float = 0.0  # the current (annealed) std
+
+
+def discriminator_step(
+    d_train: nn.Module,
+    generator: Generator,
+    opt_d: torch.optim.Optimizer,
+    real: torch.Tensor,
+    labels: torch.Tensor | None,
+    ctx: StepContext,
+    measure: bool,
+) -> dict[str, torch.Tensor]:
+    batch = real.shape[0]
+    fake_labels = labels  # conditional: fakes of the same classes as the real batch
+    with torch.no_grad(), ctx.autocast:
+        fake = generator(generator.sample_latent(batch, ctx.noise, real.device), fake_labels)
+    fake = fake.to(real.dtype)
+    real, fake = _with_instance_noise(real, ctx), _with_instance_noise(fake, ctx)
+
+    inputs = [real, fake]
+    if ctx.loss.gradient_penalty:
+        mix = torch.rand((batch,) + (1,) * (real.dim() - 1), generator=ctx.noise, device=real.device)
+        inputs.append(torch.lerp(real, fake, mix))
+    scored = torch.cat(inputs)
+    needs_input_grad = ctx.loss.gradient_penalty or ctx.loss_cfg.r1_weight > 0
+    scored.requires_grad_(needs_input_grad)
+    scored_labels = labels.repeat(len(inputs)) if labels is not None else None
+
+    with ctx.autocast:
+        out = d_train(scored, scored_labels)
+    logits = out.logit.float().chunk(len(inputs))
+    real_logit, fake_logit = logits[0], logits[1]
+    loss = ctx.loss.discriminator(real_logit, fake_logit, 1.0 - ctx.loss_cfg.label_smoothing)
+    metrics = {"d_adv_loss": loss.detach()}
+
+    if out.class_logits is not None:  # AC-GAN: D also learns to name the class of real and fake
+        cls_real, cls_fake = out.class_logits.float()[: 2 * batch].chunk(2)
+        aux = F.cross_entropy(cls_real, labels) + F.cross_entropy(cls_fake, fake_labels)
+        loss = loss + ctx.loss_cfg.aux_weight * aux
+        metrics["d_aux_loss"] = aux.detach()
+        metrics["d_class_acc"] = (cls_real.argmax(1) == labels).float().mean()
+    if ctx.loss_cfg.r1_weight > 0:
+        r1 = input_gradient_penalty(real_logit, scored)  # only the real rows have a path to the logit
+        loss = loss + 0.5 * ctx.loss_cfg.r1_weight * r1
+        metrics["r1_penalty"] = r1.detach()
+    if ctx.loss.gradient_penalty:
+        gp = unit_gradient_penalty(logits[2], scored)
+        loss = loss + ctx.loss_cfg.gp_weight * gp
+        metrics["gradient_penalty"] = gp.detach()
+
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    if measure:
+        metrics["d_grad_norm"] = _grad_norm(opt_d)
+    opt_d.step()
+    metrics["d_loss"] = loss.detach()
+    metrics["d_real"] = ctx.loss.score(real_logit.detach()).mean()
+    metrics["d_fake"] = ctx.loss.score(fake_logit.detach()).mean()
+    return metrics
+
+
+def generator_step(
+    g_train: nn.Module,
+    generator: Generator,
+    discriminator: Discriminator,
+    opt_g: torch.optim.Optimizer,
+    batch: int,
+    device: torch.device,
+    ctx: StepContext,
+    measure: bool,
+) -> dict[str, torch.Tensor]:
+    # The plain discriminator (not its DDP wrapper) judges here, with its weights frozen:
+    # no gradient for D's parameters is computed, and DDP never sees a half-used backward.
+    discriminator.requires_grad_(False)
+    fake_labels = _random_labels(batch, ctx, device)
+    with ctx.autocast:
+        fake = g_train(generator.sample_latent(batch, ctx.noise, device), fake_labels)
+        out = discriminator(_with_instance_noise(fake, ctx), fake_labels)
+    loss = ctx.loss.generator(out.logit.float())
+    metrics = {"g_adv_loss": loss.detach()}
+    if out.class_logits is not None:
+        aux = F.cross_entropy(out.class_logits.float(), fake_labels)
+        loss = loss + ctx.loss_cfg.aux_weight * aux
+        metrics["g_aux_loss"] = aux.detach()
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    if measure:
+        metrics["g_grad_norm"] = _grad_norm(opt_g)
+    opt_g.step()
+    discriminator.requires_grad_(True)
+    metrics["g_loss"] = loss.detach()
+    return metrics
+
+
+def _random_labels(batch: int, ctx: StepContext, device: torch.device) -> torch.Tensor | None:
+    if ctx.num_classes == 0:
+        return None
+    return torch.randint(ctx.num_classes, (batch,), generator=ctx.noise, device=device)
+
+
+def _with_instance_noise(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """ganhacks: blur the supports of real and fake so D cannot separate them perfectly early on."""
+    if ctx.instance_noise <= 0:
+        return x
+    return x + ctx.instance_noise * torch.randn(x.shape, generator=ctx.noise, device=x.device, dtype=x.dtype)
+
+
+def _grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

@@ -1,0 +1,1 @@
+"""The pipeline: storage, Ray, MLflow and Prefect around gan_core, and the `ganpipe` CLI."""

@@ -1,0 +1,165 @@
+"""`ganpipe`: the command line of the pipeline.
+
+Each subcommand is a small function; heavy imports happen inside them so that
+`ganpipe --help` and `ganpipe list` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganpipe",
+        description="Train, evaluate and manage GANs. `ganpipe COMMAND --help` shows each command's options.",
+        formatter_class=FORMATTER,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train one GAN", formatter_class=FORMATTER)
+    _add_config_options(train)
+    train.add_argument(
+        "--name",
+        default=None,
+        help="run name; the output folder is OUT_ROOT/NAME (default: the preset or dataset name)",
+    )
+    train.add_argument("--out-root", default="runs", help="folder that holds run folders")
+    train.add_argument("--local", action="store_true", help="train in this process with gan_core alone (no Ray)")
+    train.add_argument(
+        "--fresh", action="store_true", help="start over instead of resuming from the run's newest checkpoint"
+    )
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a checkpoint with the full protocol", formatter_class=FORMATTER
+    )
+    evaluate.add_argument("checkpoint", help="a checkpoint file (step-N.pt) or a run folder")
+    evaluate.add_argument(
+        "--n-samples", type=int, default=None, help="samples to generate (default: the run's eval.n_samples)"
+    )
+    evaluate.add_argument("--json", dest="json_out", default=None, help="write the report to this file as well")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    show = commands.add_parser("config", help="print the resolved config as YAML", formatter_class=FORMATTER)
+    _add_config_options(show)
+    show.set_defaults(handler=cmd_config)
+
+    listing = commands.add_parser(
+        "list", help="list registered models, losses, datasets, metrics or presets", formatter_class=FORMATTER
+    )
+    listing.add_argument("what", choices=["models", "losses", "datasets", "metrics", "presets"])
+    listing.set_defaults(handler=cmd_list)
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default=None, help=f"a shipped config: {', '.join(preset_names())}")
+    parser.add_argument("--config", default=None, help="a YAML config file (applied after the preset)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value, e.g. --set optim.lr_g=2e-4 (repeatable)",
+    )
+
+
+def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    import yaml
+
+    base = yaml.safe_load(preset_path(args.preset).read_text()) if args.preset else None
+    return load_config(args.config, args.overrides, base=base)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if not args.local:
+        print(
+            "ganpipe: distributed training on Ray is not available yet; add --local to train in this process",
+            file=sys.stderr,
+        )
+        return 2
+    from gan_core.local_run import train_local
+
+    name = args.name or args.preset or config.data.name
+    folder = Path(args.out_root) / name
+    train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_core.config import from_dict
+    from gan_core.data import load_dataset
+    from gan_core.metrics import Evaluator
+    from gan_core.outputs import latest_checkpoint
+    from gan_core.training import generator_from_checkpoint, load_checkpoint
+
+    path = Path(args.checkpoint)
+    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else load_checkpoint(path)
+    if ckpt is None:
+        raise FileNotFoundError(f"{path} holds no checkpoint (expected checkpoints/step-N.pt)")
+    config = from_dict(ckpt["config"])
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    evaluator = Evaluator(
+        dataset, config.eval, cache_dir=str(path.parent / ".cache" if path.is_dir() else path.parent), log=_log
+    )
+    report = evaluator.evaluate(generator_from_checkpoint(ckpt), args.n_samples)
+    text = json.dumps({"checkpoint": str(path), "step": ckpt["step"], "metrics": report}, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    print(yaml.safe_dump(resolve_config(args).to_dict(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "presets":
+        for name in preset_names():
+            print(name)
+        return 0
+    from gan_core.data import DATASETS
+    from gan_core.losses import LOSSES
+    from gan_core.metrics import METRICS
+    from gan_core.models import MODELS
+
+    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "metrics": METRICS}[args.what]
+    width = max(len(n) for n in registry.names())
+    for name, description in registry.describe().items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:  # NonFiniteLossError
+        print(f"ganpipe {args.command}: training diverged: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from gan_core.config import EvalConfig
+from gan_core.data import load_dataset
+from gan_core.metrics import METRICS, CollapseWatch, Evaluator, coverage_of
+from gan_core.metrics.features import frechet_distance, prdc
+from gan_core.metrics.mixtures import mixture_metrics
+
+
+class Fixed(torch.nn.Module):
+    """A 'generator' that returns rows of a fixed tensor (to test metrics on known samples)."""
+
+    def __init__(self, samples: torch.Tensor, num_classes: int = 0):
+        super().__init__()
+        self.samples, self.latent_dim, self.num_classes = samples, 4, num_classes
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, z, labels=None):
+        index = torch.arange(len(z)) % len(self.samples)
+        return self.samples[index]
+
+
+def test_mixture_metrics_on_real_and_collapsed_samples():
+    ring = load_dataset("ring", n_train=5000)
+    real = mixture_metrics(ring.test_x[:2500], ring.modes, ring.sigma)
+    assert real["modes"] == 8
+    assert real["high_quality"] == pytest.approx(0.989, abs=0.01)  # P(|N(0, I_2)| < 3)
+    assert real["reverse_kl"] < 0.01
+    one_mode = ring.modes[0] + ring.sigma * torch.randn(2500, 2)
+    collapsed = mixture_metrics(one_mode, ring.modes, ring.sigma)
+    assert collapsed["modes"] == 1 and collapsed["reverse_kl"] == pytest.approx(math.log(8))
+    far = mixture_metrics(torch.full((100, 2), 9.0), ring.modes, ring.sigma)
+    assert far == {"modes": 0.0, "high_quality": 0.0, "reverse_kl": pytest.approx(math.log(8))}
+
+
+def test_frechet_distance_and_prdc_basics():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2000, 8, generator=gen), torch.randn(2000, 8, generator=gen)
+    assert frechet_distance(a, b) < 0.1
+    assert frechet_distance(a, b + 3) == pytest.approx(8 * 9, rel=0.05)
+    same = prdc(a, b)
+    assert all(same[k] > 0.8 for k in ("precision", "recall", "coverage")) and 0.8 < same["density"] < 1.2
+    shifted = prdc(a, b + 10)
+    assert shifted["precision"] == 0 and shifted["recall"] == 0 and shifted["coverage"] == 0
+
+
+@pytest.fixture(scope="module")
+def digits_evaluator(classifier_cache):
+    return Evaluator(load_dataset("digits"), EvalConfig(n_samples=360), cache_dir=classifier_cache)
+
+
+def test_classifier_is_accurate_and_real_data_scores_near_ideal(digits_evaluator):
+    assert digits_evaluator.classifier_accuracy >= 0.97
+    real = digits_evaluator.real_baseline()
+    assert real["class_coverage"] == 1.0 and real["class_kl"] < 0.05
+    assert real["frechet_distance"] < 2.0
+    assert real["inception_score"] > 6.5
+    assert real["precision"] > 0.7 and real["recall"] > 0.7
+
+
+def test_image_metrics_flag_a_collapsed_generator(digits_evaluator):
+    data = digits_evaluator.dataset
+    ones = data.train_x[data.train_y == 1][:1]  # every sample is the same "1"
+    report = digits_evaluator.evaluate(Fixed(ones))
+    real = digits_evaluator.real_baseline()
+    assert report["class_coverage"]["value"] == pytest.approx(0.1)
+    assert report["class_kl"]["value"] > 2.0
+    assert report["inception_score"]["value"] < 1.1
+    assert report["frechet_distance"]["value"] > 20 * real["frechet_distance"]
+    assert report["recall"]["value"] < 0.05
+    assert report["class_coverage"]["real"] == 1.0  # each metric carries its real-vs-real value
+
+
+def test_label_accuracy_for_conditional_generators(digits_evaluator):
+    data = digits_evaluator.dataset
+    by_class = torch.stack([data.train_x[data.train_y == c][0] for c in range(10)])
+    right = digits_evaluator.evaluate(Fixed(by_class, num_classes=10))
+    wrong = digits_evaluator.evaluate(Fixed(by_class.roll(1, 0), num_classes=10))
+    assert right["label_accuracy"]["value"] > 0.9 > 0.1 > wrong["label_accuracy"]["value"]
+
+
+def test_stacked_modes_real_vs_collapsed(classifier_cache):
+    evaluator = Evaluator(
+        load_dataset("stacked-digits", n_train=2000), EvalConfig(n_samples=100), cache_dir=classifier_cache
+    )
+    real = evaluator.real_baseline()
+    assert real["stacked_modes"] > 950 and real["stacked_kl"] < 0.15
+    single = evaluator.dataset.train_x[:1]
+    assert evaluator.evaluate(Fixed(single))["stacked_modes"]["value"] == 1
+
+
+def test_collapse_watch_signals_dropping_coverage():
+    ring = load_dataset("ring", n_train=5000)
+    evaluator = Evaluator(ring, EvalConfig(n_samples=500))
+    assert coverage_of(evaluator, ring.test_x[:1000]) == 1.0
+    watch = CollapseWatch(evaluator, every=1, threshold=0.5)
+
+    class State:
+        sampler = Fixed(ring.test_x[:1000])
+
+    assert watch.measure(1, State) == 1.0 and not watch.events
+    State.sampler = Fixed(ring.modes[:2] + 0.001)
+    assert watch.measure(2, State) == 0.25
+    assert watch.events and "below threshold" in watch.events[-1].reason
+
+
+def test_metric_registry_lists_every_family():
+    assert {"mixture", "frechet", "inception-score", "prdc", "classes", "stacked-modes", "label-accuracy"} <= set(
+        METRICS
+    )

@@ -1,0 +1,139 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_core.config import load_config
+from gan_core.data import load_dataset
+from gan_core.outputs import FolderCheckpointer, checkpoint_steps, latest_checkpoint
+from gan_core.training import Hook, NonFiniteLossError, fit, generator_from_checkpoint, load_checkpoint
+
+RING = ["data.name=ring", "data.n_train=2000", "model.g_width=32", "model.d_width=32", "train.batch_size=64"]
+
+
+def _config(*extra: str):
+    return load_config(overrides=[*RING, "train.steps=20", "train.log_every=5", "train.checkpoint_every=10", *extra])
+
+
+class Recorder(Hook):
+    def __init__(self):
+        self.metrics, self.checkpoints, self.samples = [], [], []
+
+    def on_metrics(self, step, metrics, state):
+        self.metrics.append((step, metrics))
+
+    def on_checkpoint(self, step, checkpoint, state):
+        self.checkpoints.append((step, checkpoint))
+
+    def on_samples(self, step, samples, state):
+        self.samples.append(step)
+
+
+def _weights(state) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in state.generator.parameters()])
+
+
+def test_hook_receives_metrics_checkpoints_and_samples():
+    recorder = Recorder()
+    config = _config("train.sample_every=10")
+    fit(config, load_dataset("ring", n_train=2000), [recorder])
+    assert [s for s, _ in recorder.metrics] == [5, 10, 15, 20]
+    assert [s for s, _ in recorder.checkpoints] == [10, 20]
+    assert recorder.samples == [10, 20]
+    metrics = recorder.metrics[-1][1]
+    for key in ("d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "samples_per_s"):
+        assert key in metrics and metrics[key] == metrics[key]
+
+
+def test_seeded_runs_are_reproducible_on_cpu():
+    data = load_dataset("ring", n_train=2000)
+    a, b = fit(_config(), data), fit(_config(), data)
+    assert torch.equal(_weights(a), _weights(b))
+    assert not torch.equal(_weights(a), _weights(fit(_config("train.seed=1"), data)))
+
+
+def test_resume_continues_exactly_where_it_stopped():
+    data = load_dataset("ring", n_train=2000)
+    straight = fit(_config(), data)
+    recorder = Recorder()
+    fit(_config("train.steps=10"), data, [recorder])
+    step, checkpoint = recorder.checkpoints[-1]
+    assert step == 10
+    resumed = fit(_config(), data, resume_from=checkpoint)
+    assert resumed.step == 20
+    assert torch.equal(_weights(straight), _weights(resumed))
+    assert torch.equal(
+        torch.cat([p.flatten() for p in straight.ema.model.parameters()]),
+        torch.cat([p.flatten() for p in resumed.ema.model.parameters()]),
+    )
+
+
+def test_k_discriminator_steps_per_generator_step():
+    state = fit(_config("train.d_steps=3", "train.steps=4"), load_dataset("ring", n_train=2000))
+    d_steps = {float(s["step"]) for s in state.opt_d.state.values()}
+    g_steps = {float(s["step"]) for s in state.opt_g.state.values()}
+    assert d_steps == {12.0} and g_steps == {4.0}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["loss.name=minimax"],
+        ["loss.name=wgan-gp", "train.d_steps=2"],
+        ["loss.name=hinge", "loss.r1_weight=1.0"],
+        ["loss.name=least-squares", "loss.label_smoothing=0.1", "loss.instance_noise=0.1"],
+        ["model.pack=2"],
+        ["train.ema_decay=0"],
+    ],
+)
+def test_every_loss_and_trick_trains(extra):
+    recorder = Recorder()
+    state = fit(_config(*extra), load_dataset("ring", n_train=2000), [recorder])
+    assert state.step == 20
+    assert all(v == v for _, m in recorder.metrics for v in m.values())
+
+
+def test_conditional_acgan_on_digits_trains():
+    model = ["model.name=dcgan", "model.conditioning=acgan", "model.g_width=8", "model.d_width=8"]
+    train = ["train.steps=6", "train.batch_size=32", "train.log_every=3"]
+    config = load_config(overrides=["data.name=digits", *model, *train])
+    recorder = Recorder()
+    fit(config, load_dataset("digits"), [recorder])
+    assert "d_class_acc" in recorder.metrics[-1][1] and "g_aux_loss" in recorder.metrics[-1][1]
+
+
+class Sabotage(Hook):
+    """Poisons G after step 10 so the next report sees NaN."""
+
+    def on_checkpoint(self, step, checkpoint, state):
+        with torch.no_grad():
+            next(state.generator.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    saver = FolderCheckpointer(tmp_path, keep=3)
+    with pytest.raises(NonFiniteLossError, match="non-finite training metrics by step 15"):
+        fit(_config(), load_dataset("ring", n_train=2000), [saver, Sabotage()])
+    assert checkpoint_steps(tmp_path) == [10]
+    good = latest_checkpoint(tmp_path)
+    assert all(torch.isfinite(t).all() for t in good["generator"].values())
+
+
+def test_checkpoints_load_safely_and_keep_the_last_k(tmp_path: Path):
+    config = _config("train.steps=40", "train.keep_checkpoints=2")
+    fit(config, load_dataset("ring", n_train=2000), [FolderCheckpointer(tmp_path, keep=2)])
+    assert checkpoint_steps(tmp_path) == [30, 40]
+    checkpoint = load_checkpoint(tmp_path / "step-000040.pt")  # weights_only=True inside
+    assert checkpoint["step"] == 40 and checkpoint["config"]["train"]["steps"] == 40
+    for key in ("generator", "discriminator", "ema_generator", "opt_g", "opt_d", "rng", "batches"):
+        assert checkpoint[key] is not None
+    generator = generator_from_checkpoint(checkpoint)
+    assert generator(torch.randn(3, generator.latent_dim)).shape == (3, 2)
+
+
+def test_batch_larger_than_data_is_refused():
+    with pytest.raises(ValueError, match="exceeds the 200 training samples"):
+        fit(
+            load_config(overrides=["data.n_train=200", "train.batch_size=256", "train.steps=1"]),
+            load_dataset("ring", n_train=200),
+        )
