@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ganpipe train --local --preset digits-dcgan --name demo-digits
+	$(VENV)/bin/ganpipe train --local --preset digits-cgan --name demo-digits
 	$(VENV)/bin/ganpipe train --local --preset ring --name demo-ring
 
 test: $(STAMP)
