@@ -34,9 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out-root", default="runs", help="folder that holds run folders")
     train.add_argument("--local", action="store_true", help="train in this process with gan_core alone (no Ray)")
-    train.add_argument(
-        "--fresh", action="store_true", help="start over instead of resuming from the run's newest checkpoint"
-    )
+    train.add_argument("--fresh", action="store_true", help="(--local) start over instead of resuming")
+    train.add_argument("--workers", type=int, default=2, help="Ray Train workers (data-parallel ranks)")
+    train.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per worker")
+    train.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (NCCL when > 0, else gloo)")
+    train.add_argument("--sync-batchnorm", action="store_true", help="synchronise batch-norm statistics across workers")
+    train.add_argument("--max-failures", type=int, default=2, help="worker failures survived (restart from checkpoint)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser(
@@ -83,17 +86,27 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(args)
-    if not args.local:
-        print(
-            "ganpipe: distributed training on Ray is not available yet; add --local to train in this process",
-            file=sys.stderr,
-        )
-        return 2
-    from gan_core.local_run import train_local
-
     name = args.name or args.preset or config.data.name
-    folder = Path(args.out_root) / name
-    train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
+    if args.local:
+        from gan_core.local_run import train_local
+
+        folder = Path(args.out_root) / name
+        train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
+        return 0
+    from pipelines.ray_train import Scaling
+    from pipelines.storage import StorageError
+    from pipelines.train import train_distributed
+
+    scaling = Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker, args.sync_batchnorm, args.max_failures)
+    try:
+        result = train_distributed(config, name, scaling, log=_log)
+    except StorageError as error:
+        print(f"ganpipe train: storage error: {error}", file=sys.stderr)
+        return 2
+    _log(f"{'resumed and ' if result.resumed else ''}trained {name} to step {result.steps}; MLflow run {result.run_id}")
+    _log(f"checkpoints: {result.checkpoint_uri}; model: {result.model_uri}")
+    for metric, pair in result.metrics.items():
+        _log(f"  {metric:>20}: {pair['value']:.4f}   (real data: {pair['real']:.4f})")
     return 0
 
 

@@ -62,7 +62,7 @@ def fit(
     device = device or resolve_device(config.train.device)
     state = build_state(config, dataset, device, rank, world_size)
     if resume_from is not None:
-        state.load_checkpoint(resume_from)
+        state.load_checkpoint(resume_from, rank)
     g_train = wrap(state.generator) if wrap else state.generator
     d_train = wrap(state.discriminator) if wrap else state.discriminator
     ctx = StepContext(

@@ -66,7 +66,7 @@ class TrainState:
             "extra": dict(self.extra),
         }
 
-    def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+    def load_checkpoint(self, ckpt: dict[str, Any], rank: int = 0) -> None:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}")
         self.generator.load_state_dict(ckpt["generator"])
@@ -78,6 +78,8 @@ class TrainState:
         self.batches.load_state_dict(ckpt["batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise.set_state(ckpt["rng"]["noise"])
+        if rank:  # the checkpoint holds rank 0's noise stream; other ranks need streams of their own
+            self.noise.manual_seed(self.config.train.seed * 1000 + rank + 1 + 7919 * int(ckpt["step"]))
         self.fixed_latent = ckpt["fixed_latent"].to(self.device)
         if ckpt["fixed_labels"] is not None:
             self.fixed_labels = ckpt["fixed_labels"].to(self.device)

@@ -1,0 +1,215 @@
+"""Distributed GAN training on Ray Train (V2): gan_core's loop in every worker, G and D under DDP.
+
+The driver checks storage, opens (or finds) the MLflow run, and starts a TorchTrainer whose
+workers each train on their slice of every global batch. Rank 0 writes checkpoints through
+Ray's storage (local or S3) and logs metrics to MLflow by run id. Running again with the same
+run name resumes from the newest checkpoint; a worker that dies is replaced and training
+resumes from the last checkpoint (FailureConfig).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gan_core.config import ExperimentConfig, from_dict
+from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class Scaling:
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    sync_batchnorm: bool = False
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"--workers={self.workers} is not allowed: an integer >= 1")
+        if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
+            raise ValueError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+class RayReporter(Hook):
+    """Checkpoints through ray.train.report (every rank calls it: it is a barrier); rank 0 also
+    logs metrics and sample grids to MLflow, and checks that all ranks hold the same weights."""
+
+    def __init__(
+        self, rank: int, world_size: int, run_id: str | None, tracking_uri: str | None, check_sync: bool
+    ) -> None:
+        self.rank, self.world_size = rank, world_size
+        self.run_id, self.tracking_uri = run_id, tracking_uri
+        self.check_sync = check_sync
+        self._client = None
+        self._last_metrics: dict[str, float] = {}
+
+    @property
+    def client(self):
+        if self._client is None and self.run_id and self.rank == 0:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        if self.check_sync and self.world_size > 1:
+            metrics["rank_weight_spread"] = weight_spread(state)
+        self._last_metrics = dict(metrics)
+        if self.client is not None:
+            from pipelines.tracking import log_metrics
+
+            log_metrics(self.client, self.run_id, metrics, step)
+
+    def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
+        if self.client is not None and samples.dim() == 4:
+            from gan_core.pictures import image_grid
+            from pipelines.tracking import log_image
+
+            log_image(self.client, self.run_id, image_grid(samples), f"samples/step-{step:06d}.png")
+
+    def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
+        import ray.train
+
+        metrics = {"step": step, **{k: v for k, v in self._last_metrics.items() if isinstance(v, int | float)}}
+        if self.rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def weight_spread(state: TrainState) -> float:
+    """Largest difference between ranks of any G or D parameter (0.0 when in sync)."""
+    import torch.distributed as dist
+
+    flat = torch.cat(
+        [p.detach().float().flatten() for p in [*state.generator.parameters(), *state.discriminator.parameters()]]
+    )
+    low, high = flat.clone(), flat.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    return float((high - low).abs().max())
+
+
+class CrashOnce(Hook):
+    """Test aid: the given rank kills its own process once, at a step, to exercise fault tolerance."""
+
+    def __init__(self, rank: int, at_step: int, marker: str) -> None:
+        self.rank, self.at_step, self.marker = rank, at_step, marker
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        if step >= self.at_step and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(step))
+            os._exit(1)
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from gan_core.data import load_dataset
+
+    # A [1, N] weight's gradient may come back with strides (1, 1) instead of (N, 1): both are
+    # valid layouts of that shape, but DDP warns about the bucket view every step.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    config = from_dict(loop_config["config"])
+    device = ray.train.torch.get_device()
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        if world_size == 1:
+            return module
+        if loop_config.get("sync_batchnorm"):
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        ids = [device.index] if device.type == "cuda" else None
+        # Gradients as bucket views avoid a copy per step; buckets of 25 MB suit these model sizes.
+        return DistributedDataParallel(module, device_ids=ids, gradient_as_bucket_view=True, bucket_cap_mb=25)
+
+    hooks: list[Hook] = [
+        RayReporter(
+            rank,
+            world_size,
+            loop_config.get("run_id"),
+            loop_config.get("tracking_uri"),
+            loop_config.get("check_sync", True),
+        )
+    ]
+    crash = loop_config.get("crash")
+    if crash and crash["rank"] == rank:
+        hooks.append(CrashOnce(rank, crash["step"], crash["marker"]))
+    fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def run_trainer(
+    config: ExperimentConfig,
+    run_name: str,
+    storage_uri: str,
+    scaling: Scaling,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    crash: dict[str, Any] | None = None,
+):
+    """Start (or resume) the TorchTrainer; returns Ray's Result."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.storage import Storage
+
+    filesystem, path = Storage.from_uri(storage_uri).pyarrow()
+    resources = {"CPU": scaling.cpus_per_worker}
+    if scaling.gpus_per_worker:
+        resources["GPU"] = scaling.gpus_per_worker
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={
+            "config": config.to_dict(),
+            "run_id": run_id,
+            "tracking_uri": tracking_uri,
+            "sync_batchnorm": scaling.sync_batchnorm,
+            "crash": crash,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=path,
+            storage_filesystem=filesystem,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+        ),
+    )
+    return trainer.fit()
+
+
+def load_result_checkpoint(result) -> dict[str, Any]:
+    if result.checkpoint is None:
+        raise RuntimeError(f"the training run at {result.path} reported no checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        return load_checkpoint(Path(folder) / CHECKPOINT_FILE)

@@ -1,0 +1,40 @@
+"""Where the pipeline's services are, from the environment; nothing is read at import time.
+
+With nothing set, everything is local: a local Ray cluster, MLflow in a SQLite file with
+artifacts in a folder, storage in a folder. Secrets (AWS keys) are never copied into this
+object: boto3 and pyarrow read them from the standard variables themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # local root for the embedded default
+    storage_uri: str  # checkpoints and datasets: a path, file://... or s3://bucket/prefix
+    tracking_uri: str  # MLflow
+    experiment: str
+    ray_address: str | None  # None: start a local cluster
+    s3_endpoint: str | None  # S3-compatible endpoint (MinIO, moto), or None for AWS
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("GANPIPE_HOME", "runs")).resolve()
+        return cls(
+            home=home,
+            storage_uri=env.get("GANPIPE_STORAGE", str(home / "storage")),
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            experiment=env.get("GANPIPE_EXPERIMENT", "ganpipe"),
+            ray_address=env.get("RAY_ADDRESS") or None,
+            s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+        )
+
+    @property
+    def local_artifacts(self) -> Path:
+        """Artifact root used when MLflow runs on the embedded SQLite store."""
+        return self.home / "mlartifacts"

@@ -1,0 +1,130 @@
+"""One storage layer for checkpoints and datasets: a local path, file://..., or s3://bucket/prefix.
+
+The S3 endpoint (MinIO, moto, any S3-compatible server), region and credentials come from
+the standard AWS variables (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, ...);
+none of them is ever logged. `check()` fails fast, naming the URI and the cause, before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+class StorageError(RuntimeError):
+    """Storage is unusable; the message names the URI and the cause."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    uri: str
+    scheme: str  # "file" or "s3"
+    bucket: str  # s3 only
+    prefix: str  # s3: key prefix; file: absolute folder
+
+    @classmethod
+    def from_uri(cls, uri: str) -> Storage:
+        parsed = urlparse(uri)
+        if parsed.scheme == "s3":
+            if len(parsed.netloc) < 3:
+                raise StorageError(f"{uri}: an S3 URI needs a bucket name of 3+ characters (s3://bucket/prefix)")
+            return cls(uri, "s3", parsed.netloc, parsed.path.strip("/"))
+        if parsed.scheme in ("", "file"):
+            path = parsed.path if parsed.scheme == "file" else uri
+            return cls(uri, "file", "", str(Path(path).expanduser().resolve()))
+        raise StorageError(
+            f"{uri}: unsupported storage scheme {parsed.scheme!r}; use a path, file://... or s3://bucket/prefix"
+        )
+
+    def child(self, *parts: str) -> Storage:
+        suffix = "/".join(p.strip("/") for p in parts)
+        if self.scheme == "s3":
+            prefix = f"{self.prefix}/{suffix}".strip("/")
+            return Storage(f"s3://{self.bucket}/{prefix}", "s3", self.bucket, prefix)
+        path = str(Path(self.prefix, *parts))
+        return Storage(path, "file", "", path)
+
+    # -- what Ray Train wants: a pyarrow filesystem and a path on it ------------------------
+    def pyarrow(self) -> tuple[pafs.FileSystem, str]:
+        if self.scheme == "file":
+            return pafs.LocalFileSystem(), self.prefix
+        return s3_filesystem(), f"{self.bucket}/{self.prefix}".rstrip("/")
+
+    # -- small objects (manifests, markers) -------------------------------------------------
+    def write_bytes(self, name: str, data: bytes) -> None:
+        fs, root = self.pyarrow()
+        if self.scheme == "file":
+            fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(f"{root}/{name}") as out:
+            out.write(data)
+
+    def read_bytes(self, name: str) -> bytes:
+        fs, root = self.pyarrow()
+        with fs.open_input_stream(f"{root}/{name}") as stream:
+            return stream.read()
+
+    def list(self, subpath: str = "") -> list[str]:
+        """Every object (file) under this location, as paths relative to it."""
+        fs, root = self.pyarrow()
+        base = f"{root}/{subpath}".rstrip("/")
+        info = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return sorted(i.path[len(root) + 1 :] for i in info if i.type == pafs.FileType.File)
+
+    def check(self) -> None:
+        """Raise StorageError unless this location can be written now."""
+        if self.scheme == "file":
+            try:
+                Path(self.prefix).mkdir(parents=True, exist_ok=True)
+                probe = Path(self.prefix) / ".ganpipe-write-check"
+                probe.write_bytes(b"ok")
+                probe.unlink()
+            except OSError as error:
+                raise StorageError(f"{self.uri}: cannot write there ({error.strerror or error})") from None
+            return
+        check_bucket(self.bucket, self.uri)
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = s3_endpoint()
+    options: dict[str, object] = {
+        "region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    }
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:  # explicit, so that Ray workers on other nodes receive them with the filesystem
+        options.update(access_key=key, secret_key=secret, session_token=os.environ.get("AWS_SESSION_TOKEN"))
+    return pafs.S3FileSystem(**options)
+
+
+def check_bucket(bucket: str, uri: str) -> None:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    config = botocore.config.Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1})
+    client = boto3.client("s3", endpoint_url=s3_endpoint(), config=config)
+    where = f"endpoint {s3_endpoint()}" if s3_endpoint() else "AWS S3"
+    try:
+        client.head_bucket(Bucket=bucket)
+    except botocore.exceptions.NoCredentialsError:
+        raise StorageError(f"{uri}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
+    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
+        raise StorageError(f"{uri}: S3 {where} is unreachable ({type(error).__name__})") from None
+    except botocore.exceptions.ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise StorageError(f"{uri}: bucket {bucket!r} does not exist at {where}") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise StorageError(f"{uri}: access denied by {where} (check the AWS credentials)") from None
+        raise StorageError(f"{uri}: S3 error {code} from {where}") from None
