@@ -43,14 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="evaluate a checkpoint with the full protocol", formatter_class=FORMATTER
+        "evaluate", help="evaluate a generator with the full protocol", formatter_class=FORMATTER
     )
-    evaluate.add_argument("checkpoint", help="a checkpoint file (step-N.pt) or a run folder")
     evaluate.add_argument(
-        "--n-samples", type=int, default=None, help="samples to generate (default: the run's eval.n_samples)"
+        "source", help="an MLflow model URI (runs:/..., models:/...), a checkpoint file or a run folder"
     )
+    evaluate.add_argument("--n-samples", type=int, default=None, help="samples to generate (default: eval.n_samples)")
+    evaluate.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for confidence intervals")
     evaluate.add_argument("--json", dest="json_out", default=None, help="write the report to this file as well")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    search = commands.add_parser("tune", help="search hyperparameters on Ray Tune", formatter_class=FORMATTER)
+    _add_config_options(search)
+    search.add_argument("--space", default=None, help="search space: a shipped one (ring, grid, digits) or a YAML file")
+    search.add_argument("--name", default=None, help="search name (results in $GANPIPE_HOME/tune/NAME)")
+    search.add_argument("--resume", default=None, metavar="NAME", help="resume the interrupted search NAME")
+    search.add_argument("--num-samples", type=int, default=8, help="trials (each grid point is crossed with these)")
+    search.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="trial scheduler")
+    search.add_argument("--search", choices=["random", "optuna"], default="random", help="search algorithm")
+    search.add_argument("--max-concurrent", type=int, default=2, help="trials running at once")
+    search.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial")
+    search.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
+    search.add_argument("--milestones", type=int, default=4, help="evaluations per trial (ASHA/PBT decide there)")
+    search.add_argument("--eval-samples", type=int, default=1000, help="samples per milestone evaluation")
+    search.set_defaults(handler=cmd_tune)
 
     show = commands.add_parser("config", help="print the resolved config as YAML", formatter_class=FORMATTER)
     _add_config_options(show)
@@ -110,28 +126,88 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from pipelines.tune import SearchOptions, run_search
+
+    config = resolve_config(args)
+    if not args.resume and not args.space:
+        raise ValueError("--space is required (a shipped space: ring, grid, digits; or a YAML file)")
+    options = SearchOptions(
+        space=args.space or "",
+        num_samples=args.num_samples,
+        scheduler=args.scheduler,
+        search=args.search,
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        milestones=args.milestones,
+        eval_samples=args.eval_samples,
+    )
+    name = args.resume or args.name or f"{args.preset or config.data.name}-search"
+    result = run_search(config, options, name, log=_log, resume=bool(args.resume))
+    print((result.folder / "results.md").read_text(), end="")
+    best = result.folder / "best.yaml"
+    _log(f"best config: {best} (train it with: ganpipe train --config {best})")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gan_core.config import from_dict
     from gan_core.data import load_dataset
     from gan_core.metrics import Evaluator
-    from gan_core.outputs import latest_checkpoint
-    from gan_core.training import generator_from_checkpoint, load_checkpoint
+    from pipelines.settings import Settings
 
-    path = Path(args.checkpoint)
-    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else load_checkpoint(path)
-    if ckpt is None:
-        raise FileNotFoundError(f"{path} holds no checkpoint (expected checkpoints/step-N.pt)")
-    config = from_dict(ckpt["config"])
+    settings = Settings.from_env()
+    generator, config, label = _load_generator(args.source, settings)
     dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
-    evaluator = Evaluator(
-        dataset, config.eval, cache_dir=str(path.parent / ".cache" if path.is_dir() else path.parent), log=_log
-    )
-    report = evaluator.evaluate(generator_from_checkpoint(ckpt), args.n_samples)
-    text = json.dumps({"checkpoint": str(path), "step": ckpt["step"], "metrics": report}, indent=2)
+    evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=_log)
+    report = evaluator.evaluate(generator, args.n_samples, bootstrap=args.bootstrap)
+    summary = {"source": label, "seed": config.eval.seed, "n_samples": args.n_samples or evaluator.n_samples,
+               "bootstrap": args.bootstrap, "metrics": report}  # fmt: skip
+    text = json.dumps(summary, indent=2)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text)
+    if "://" in args.source or args.source.startswith("models:"):
+        _log_evaluation(settings, args.source, report)
     return 0
+
+
+def _load_generator(source: str, settings):
+    """(generator, config, label) from an MLflow model URI, a checkpoint file or a run folder."""
+    from gan_core.config import from_dict
+    from gan_core.outputs import latest_checkpoint
+    from gan_core.training import generator_from_checkpoint, load_checkpoint
+
+    if source.startswith(("runs:/", "models:/")) or "://" in source:
+        from pipelines.train import load_logged_generator
+
+        generator, config = load_logged_generator(source, settings.tracking_uri)
+        return generator, config, source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{source} is neither an MLflow model URI nor an existing checkpoint or run folder")
+    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else load_checkpoint(path)
+    if ckpt is None:
+        raise FileNotFoundError(f"{path} holds no checkpoint (expected checkpoints/step-N.pt)")
+    return generator_from_checkpoint(ckpt), from_dict(ckpt["config"]), f"{path} (step {ckpt['step']})"
+
+
+def _log_evaluation(settings, model_uri: str, report: dict) -> None:
+    """One MLflow run per evaluation, tagged with the model it judged."""
+    from pipelines import tracking
+
+    client = tracking.client_for(settings)
+    run = client.create_run(
+        tracking.experiment_id(client, settings),
+        run_name="evaluate",
+        tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri},
+    )
+    flat = {}
+    for name, values in report.items():
+        flat.update({f"{name}_{k}" if k != "value" else name: v for k, v in values.items()})
+    tracking.log_metrics(client, run.info.run_id, flat, 0)
+    client.set_terminated(run.info.run_id)
+    _log(f"evaluation logged to MLflow run {run.info.run_id}")
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -112,6 +112,11 @@ class CrashOnce(Hook):
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
         if step >= self.at_step and not os.path.exists(self.marker):
+            import ray.train
+
+            # Die only once Ray has registered the checkpoints reported so far, so that the
+            # test knows which checkpoint the replacement must resume from.
+            ray.train.get_all_reported_checkpoints()
             Path(self.marker).write_text(str(step))
             os._exit(1)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,7 @@ def train_distributed(
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(run_id=run_id):
-        model_info = log_generator(generator)
+        model_info = log_generator(generator, config)
     client.set_terminated(run_id, status="FINISHED")
     return TrainResult(
         run_name,
@@ -106,7 +106,7 @@ def train_distributed(
     )
 
 
-def log_generator(generator: torch.nn.Module):
+def log_generator(generator: torch.nn.Module, config: ExperimentConfig):
     """The (EMA) generator as an MLflow PyTorch model, from CPU, with signature and input example."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
@@ -124,10 +124,20 @@ def log_generator(generator: torch.nn.Module):
             signature=infer_signature(latent, output),
             input_example=latent,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+            metadata={"ganpipe_config": json.dumps(config.to_dict())},  # what `ganpipe evaluate` rebuilds
         )
 
 
-def generator_from_run_checkpoint(path: str | Path) -> torch.nn.Module:
-    from gan_core.training import load_checkpoint
+def load_logged_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, ExperimentConfig]:
+    """A generator logged by `ganpipe train`, and the config it was trained with."""
+    import mlflow
+    import mlflow.pytorch
 
-    return generator_from_checkpoint(load_checkpoint(path))
+    from gan_core.config import from_dict
+
+    mlflow.set_tracking_uri(tracking_uri)
+    info = mlflow.models.get_model_info(model_uri)
+    saved = (info.metadata or {}).get("ganpipe_config")
+    if saved is None:
+        raise ValueError(f"{model_uri} was not logged by ganpipe (its metadata holds no ganpipe_config)")
+    return mlflow.pytorch.load_model(model_uri, map_location="cpu").eval(), from_dict(json.loads(saved))

@@ -177,16 +177,56 @@ class Evaluator:
                 self._real["classifier_accuracy"] = self.classifier_accuracy
         return self._real
 
-    def evaluate(self, generator: torch.nn.Module, n: int | None = None) -> dict[str, dict[str, float]]:
-        """{metric: {"value": generated, "real": held-out real}} on the fixed latent draws."""
+    def evaluate(
+        self, generator: torch.nn.Module, n: int | None = None, bootstrap: int = 0, confidence: float = 0.95
+    ) -> dict[str, dict[str, float]]:
+        """{metric: {"value": generated, "real": held-out real}} on the fixed latent draws.
+
+        With `bootstrap` > 0 each metric also gets `ci_low`/`ci_high`: the percentile interval
+        of the metric over that many resamples (with replacement) of the generated samples.
+        """
         samples, requested = generate(generator, n or self.n_samples, self.config.seed)
-        values = self.score(self.view(samples, requested))
+        view = self.view(samples, requested)
+        values = self.score(view)
         values["finite_fraction"] = float(torch.isfinite(samples.flatten(1)).all(1).double().mean())
         real = self.real_baseline()
-        return {
+        report = {
             name: {"value": value, "real": real.get(name, 1.0 if name == "finite_fraction" else float("nan"))}
             for name, value in values.items()
         }
+        if bootstrap:
+            for name, (low, high) in self.bootstrap(view, bootstrap, confidence).items():
+                report[name].update(ci_low=low, ci_high=high)
+        return report
+
+    def bootstrap(self, view: SampleView, resamples: int, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
+        """Percentile confidence intervals of every metric over resamples of the samples."""
+        rng = torch.Generator().manual_seed(self.config.seed + 1)
+        n = len(view.x)
+        runs: dict[str, list[float]] = {}
+        for _ in range(resamples):
+            index = torch.randint(n, (n,), generator=rng)
+            for name, value in self.score(_subset(view, index)).items():
+                runs.setdefault(name, []).append(value)
+        tail = (1 - confidence) / 2
+        return {
+            name: (float(torch.tensor(v).quantile(tail)), float(torch.tensor(v).quantile(1 - tail)))
+            for name, v in runs.items()
+        }
+
+
+def _subset(view: SampleView, index: torch.Tensor) -> SampleView:
+    probs = view.probs
+    if probs is not None and len(probs) != len(view.x):  # stacked digits: one row per channel
+        probs = probs.view(len(view.x), -1, probs.shape[1])[index].reshape(-1, probs.shape[1])
+    elif probs is not None:
+        probs = probs[index]
+    return SampleView(
+        view.x[index],
+        view.features[index] if view.features is not None else None,
+        probs,
+        view.requested[index] if view.requested is not None else None,
+    )
 
 
 @torch.no_grad()

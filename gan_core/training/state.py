@@ -75,6 +75,12 @@ class TrainState:
             self.ema.model.load_state_dict(ckpt["ema_generator"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
+        # The optimiser's hyperparameters come from the config, not the checkpoint: Population
+        # Based Training resumes a checkpoint under perturbed learning rates.
+        optim = self.config.optim
+        for optimizer, lr in ((self.opt_g, optim.lr_g), (self.opt_d, optim.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, (optim.beta1, optim.beta2)
         self.batches.load_state_dict(ckpt["batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise.set_state(ckpt["rng"]["noise"])

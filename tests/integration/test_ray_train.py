@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -62,6 +63,21 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     mlflow.set_tracking_uri(settings.tracking_uri)
     generator = mlflow.pytorch.load_model(result.model_uri)
     assert generator(torch.randn(5, generator.latent_dim)).shape == (5, 2)
+
+    # The full protocol on the logged model: JSON with bootstrap intervals, and an MLflow run.
+    from pipelines.cli import main
+
+    report_path = settings.home / "eval.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+        patch.setenv("GANPIPE_EXPERIMENT", settings.experiment)
+        patch.setenv("GANPIPE_HOME", str(settings.home))
+        assert main(["evaluate", result.model_uri, "--bootstrap", "20", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())["metrics"]
+    assert report["high_quality"]["ci_low"] <= report["high_quality"]["value"] <= report["high_quality"]["ci_high"]
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    evaluations = client.search_runs([experiment], "tags.`ganpipe.kind` = 'evaluation'")
+    assert evaluations and "high_quality_ci_low" in evaluations[0].data.metrics
 
     # Same name, more steps: continues from step 100 in the same MLflow run.
     again = train_distributed(_config(150), "ring-2w", Scaling(workers=2), settings, log=lambda _: None)

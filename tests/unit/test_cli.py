@@ -81,3 +81,19 @@ def test_console_script_runs():
         [sys.executable, "-m", "pipelines.cli", "list", "losses"], capture_output=True, text=True, check=True
     )
     assert "nonsaturating" in out.stdout
+
+
+def test_evaluate_a_run_folder_with_bootstrap_intervals(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
+    args = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "train.steps=30", "--set", "data.n_train=2000"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r"), "--bootstrap", "30", "--n-samples", "500"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_samples"] == 500 and report["bootstrap"] == 30
+    for pair in report["metrics"].values():
+        if "ci_low" in pair:
+            assert pair["ci_low"] <= pair["ci_high"]
+    assert "ci_low" in report["metrics"]["high_quality"]
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2

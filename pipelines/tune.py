@@ -1,0 +1,392 @@
+"""`ganpipe tune`: hyperparameter search on Ray Tune, every trial evaluated with the protocol.
+
+Each trial trains gan_core's loop in its own process and, at each milestone (the loop's
+checkpoint cadence), evaluates the EMA generator on held-out data and reports:
+
+- `objective` (higher is better): -Fréchet distance for images; for the 2-D mixtures
+  (modes captured / modes) x (high-quality fraction) x exp(-reverse KL), which is 1 only
+  when every mode is found, every sample is within 3 sigma and modes are equally weighted
+  (real data scores about 0.99);
+- the protocol's metrics, and `coverage` (modes or classes found). A trial whose coverage
+  falls below `eval.collapse_threshold` after its first milestone is stopped, and the
+  reason is kept in its results.
+
+ASHA stops weak trials early; PBT copies the checkpoint of a strong trial into a weak one
+and perturbs its optimiser and loss settings. Trial checkpoints live in storage, so an
+interrupted search resumes (`--resume NAME`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gan_core.config import ExperimentConfig, from_dict
+from gan_core.metrics import Evaluator, coverage_of, flatten_report
+from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
+from pipelines.settings import Settings
+
+CHECKPOINT_FILE = "state.pt"
+SPEC_FILE = "ganpipe-search.json"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    space: str  # a shipped space name or a YAML path
+    num_samples: int = 8
+    scheduler: Literal["asha", "pbt", "fifo"] = "asha"
+    search: Literal["random", "optuna"] = "random"
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    milestones: int = 4  # evaluations per trial; ASHA and PBT decide at these
+    eval_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or self.max_concurrent < 1 or self.milestones < 1:
+            raise ValueError("--num-samples, --max-concurrent and --milestones must be >= 1")
+        if self.scheduler == "pbt" and self.search == "optuna":
+            raise ValueError("--scheduler pbt chooses its own configurations; use --search random with it")
+
+
+class StopTrial(Exception):
+    """Raised inside a trial to end it early (mode collapse)."""
+
+
+@dataclass
+class SearchResult:
+    name: str
+    folder: Path
+    best_config: ExperimentConfig
+    best_objective: float
+    trials: list[dict[str, Any]]
+    parent_run_id: str | None
+
+
+def objective_of(metrics: dict[str, float], dataset_kind: str, n_modes: int = 0) -> float:
+    if dataset_kind == "points":
+        return metrics["modes"] / n_modes * metrics["high_quality"] * math.exp(-metrics["reverse_kl"])
+    return -metrics["frechet_distance"]
+
+
+# --------------------------------------------------------------------------- trial side
+
+
+class Milestones(Hook):
+    """At each checkpoint: evaluate, report to Tune with the checkpoint, log to MLflow."""
+
+    def __init__(self, evaluator: Evaluator, threshold: float, mlflow_child: tuple[Any, str] | None) -> None:
+        self.evaluator, self.threshold = evaluator, threshold
+        self.mlflow_child = mlflow_child
+        self.milestone = 0
+        self.total_milestones = 1
+        self.best_coverage = 0.0
+        self._train_metrics: dict[str, float] = {}
+
+    def on_start(self, state: TrainState) -> None:
+        # PBT restores a trial from another trial's checkpoint: count those exploits.
+        from ray import tune
+
+        me = tune.get_context().get_trial_id()
+        origin = state.extra.get("trial_id")
+        state.extra["exploits"] = int(state.extra.get("exploits", 0)) + int(origin is not None and origin != me)
+        state.extra["trial_id"] = me
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        self._train_metrics = {k: v for k, v in metrics.items() if k in ("d_loss", "g_loss", "d_real", "d_fake")}
+
+    def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
+        from ray import tune
+
+        self.milestone += 1
+        report = flatten_report(self.evaluator.evaluate(state.sampler))
+        dataset = self.evaluator.dataset
+        metrics = {k: v for k, v in report.items() if not k.endswith("_real")}
+        metrics.update(self._train_metrics)
+        metrics["objective"] = objective_of(
+            metrics, dataset.kind, len(dataset.modes) if dataset.modes is not None else 0
+        )
+        metrics["coverage"] = _coverage(metrics, dataset)
+        metrics["step"] = step
+        metrics["exploits"] = state.extra.get("exploits", 0)
+        metrics["stop_reason"] = self.collapse_reason(metrics["coverage"])
+        if self.mlflow_child:
+            from pipelines.tracking import log_metrics
+
+            client, run_id = self.mlflow_child
+            log_metrics(client, run_id, {k: v for k, v in metrics.items() if isinstance(v, int | float)}, step)
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        if metrics["stop_reason"]:
+            raise StopTrial(metrics["stop_reason"])
+
+    def collapse_reason(self, coverage: float) -> str:
+        """Collapse: coverage fell below the threshold after reaching it, or never reached it by
+        half-way (a GAN that has not found its modes by then rarely does)."""
+        reached = self.best_coverage >= self.threshold
+        self.best_coverage = max(self.best_coverage, coverage)
+        if coverage >= self.threshold:
+            return ""
+        if reached:
+            return (
+                f"mode collapse: coverage fell to {coverage:.2f} (< {self.threshold:.2f}) from {self.best_coverage:.2f}"
+            )
+        if self.milestone >= max(2, self.total_milestones // 2):
+            return (
+                f"mode collapse: coverage {coverage:.2f} still below {self.threshold:.2f} at milestone {self.milestone}"
+            )
+        return ""
+
+
+def _coverage(metrics: dict[str, float], dataset) -> float:
+    if "modes" in metrics:
+        return metrics["modes"] / len(dataset.modes)
+    if "stacked_modes" in metrics:
+        return metrics["stacked_modes"] / dataset.num_classes
+    return metrics.get("class_coverage", 1.0)
+
+
+def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The Tune trainable: one GAN, trained in this process, evaluated at milestones."""
+    from ray import tune
+
+    from gan_core.data import load_dataset
+
+    config = apply_overrides(from_dict(spec["base"]), params)
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    eval_config = type(config.eval)(**{**asdict(config.eval), "n_samples": spec["eval_samples"]})
+    evaluator = Evaluator(dataset, eval_config, cache_dir=spec["cache_dir"])
+    child = _mlflow_child(spec, params, config)
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
+    hook = Milestones(evaluator, config.eval.collapse_threshold, child)
+    hook.milestone = (resume or {}).get("step", 0) // config.train.checkpoint_every
+    hook.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
+    with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
+        fit(config, dataset, [hook], resume_from=resume)
+    if child:
+        child[0].set_terminated(child[1])
+
+
+def _mlflow_child(spec: dict[str, Any], params: dict[str, Any], config: ExperimentConfig):
+    if not spec.get("parent_run_id"):
+        return None
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    client = MlflowClient(spec["tracking_uri"])
+    trial_id, parent = tune.get_context().get_trial_id(), spec["parent_run_id"]
+    found = client.search_runs(
+        [spec["experiment_id"]],
+        filter_string=f"tags.`ganpipe.trial_id` = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent}'",
+        max_results=1,
+    )
+    if found:
+        return client, found[0].info.run_id
+    tags = {"mlflow.parentRunId": spec["parent_run_id"], "ganpipe.trial_id": trial_id, "ganpipe.search": spec["name"]}
+    run = client.create_run(spec["experiment_id"], run_name=trial_id, tags=tags)
+    searched = {f"searched.{k}": v for k, v in params.items()}
+    client.log_batch(
+        run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in {**config.flat(), **searched}.items()]
+    )
+    return client, run.info.run_id
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def run_search(
+    base: ExperimentConfig,
+    options: SearchOptions,
+    name: str,
+    settings: Settings | None = None,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+) -> SearchResult:
+    from ray import tune
+
+    from pipelines import tracking
+    from pipelines.ray_cluster import ensure_ray
+    from pipelines.storage import Storage
+
+    settings = settings or Settings.from_env()
+    storage = Storage.from_uri(settings.storage_uri)
+    storage.check()
+    filesystem, root = storage.child("tune").pyarrow()
+    folder = settings.home / "tune" / name
+    folder.mkdir(parents=True, exist_ok=True)
+
+    spec_path = folder / SPEC_FILE
+    if resume:
+        if not spec_path.is_file():
+            raise FileNotFoundError(f"no search named {name!r} to resume ({spec_path} is missing)")
+        saved = json.loads(spec_path.read_text())
+        base, options = from_dict(saved["base"]), SearchOptions(**saved["options"])
+    steps = base.train.steps
+    milestone = max(1, steps // options.milestones)
+    base = apply_overrides(
+        base, {"train.checkpoint_every": milestone, "train.log_every": min(base.train.log_every, milestone)}
+    )
+    dimensions = load_space(options.space, base)
+
+    client = tracking.client_for(settings)
+    experiment_id = tracking.experiment_id(client, settings)
+    tags = {
+        "ganpipe.kind": "search",
+        "ganpipe.space": options.space,
+        "config.hash": base.hash(),
+        "code.version": tracking.code_version(),
+    }
+    parent_id, _ = tracking.find_or_create_run(client, settings, f"search-{name}", base.flat(), tags)
+    spec = {
+        "name": name,
+        "base": base.to_dict(),
+        "eval_samples": options.eval_samples,
+        "cache_dir": str(settings.home / "classifiers"),
+        "parent_run_id": parent_id,
+        "tracking_uri": settings.tracking_uri,
+        "experiment_id": experiment_id,
+    }
+    spec_path.write_text(json.dumps({"base": base.to_dict(), "options": asdict(options)}, indent=2))
+
+    ensure_ray(settings.ray_address, log)
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec), resources)
+    experiment_path = f"{root}/{name}"
+    if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
+        log(f"resuming search {name} from {storage.uri}/tune/{name}")
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_errored=True, storage_filesystem=filesystem)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_tune(dimensions),
+            tune_config=_tune_config(options, dimensions),
+            run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=filesystem, verbose=1),
+        )
+    how = f"{options.scheduler} scheduler, {options.search} search"
+    log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
+    grid = tuner.fit()
+    return _summarise(grid, base, name, folder, client, parent_id, dimensions, log)
+
+
+def _tune_config(options: SearchOptions, dimensions) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    if options.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=options.milestones, grace_period=1, reduction_factor=2
+        )
+    elif options.scheduler == "pbt":
+        scheduler = PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=1,
+            hyperparam_mutations=pbt_mutations(dimensions),
+            quantile_fraction=0.5,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    search_alg = None
+    if options.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(seed=options.seed)
+    return tune.TuneConfig(
+        metric="objective",
+        mode="max",
+        scheduler=scheduler,
+        search_alg=search_alg,
+        num_samples=options.num_samples,
+        max_concurrent_trials=options.max_concurrent,
+    )
+
+
+def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, log) -> SearchResult:
+    from pipelines import tracking
+
+    keys = [d.key for d in dimensions]
+    trials = []
+    for result in grid:
+        metrics = result.metrics or {}
+        config = result.config or {}
+        row = {"trial": metrics.get("trial_id", ""), **{k: config.get(k) for k in keys}}
+        row.update(
+            objective=metrics.get("objective"),
+            milestones=metrics.get("training_iteration", 0),
+            exploits=metrics.get("exploits", 0),
+            step=metrics.get("step", 0),
+            stop_reason=metrics.get("stop_reason")
+            or ("" if result.error is None else f"error: {type(result.error).__name__}"),
+            checkpoint=result.checkpoint.path if result.checkpoint else "",
+        )
+        trials.append(row)
+    finished = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
+    if not finished:
+        raise RuntimeError(f"search {name}: no trial reported a result")
+    best = max(finished, key=lambda t: t["objective"])
+    best_config = apply_overrides(base, {k: best[k] for k in keys})
+    (folder / "best.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
+    _write_tables(trials, folder)
+    best_picture = _best_samples(grid, best, best_config, folder)
+
+    tracking.log_metrics(client, parent_id, {"best_objective": best["objective"], "trials": len(trials)}, 0)
+    for artifact in ("best.yaml", "results.csv", "results.md", best_picture):
+        if artifact and (folder / artifact).is_file():
+            client.log_artifact(parent_id, str(folder / artifact))
+    client.set_tag(parent_id, "ganpipe.best_trial", str(best["trial"]))
+    client.set_terminated(parent_id)
+    log(f"best trial {best['trial']}: objective {best['objective']:.4f}; best config in {folder / 'best.yaml'}")
+    return SearchResult(name, folder, best_config, best["objective"], trials, parent_id)
+
+
+def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
+    import csv
+
+    columns = list(trials[0])
+    with (folder / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(trials)
+    shown = [c for c in columns if c != "checkpoint"]
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for row in sorted(trials, key=lambda t: -(t["objective"] if t["objective"] is not None else -1e9)):
+        lines.append("| " + " | ".join(fmt(row[c]) for c in shown) + " |")
+    (folder / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: Path) -> str:
+    from gan_core.data import load_dataset
+    from gan_core.metrics import generate
+    from gan_core.pictures import render_samples
+    from gan_core.training import generator_from_checkpoint
+
+    result = next((r for r in grid if r.checkpoint and r.checkpoint.path == best["checkpoint"]), None)
+    if result is None:
+        return ""
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        generator = generator_from_checkpoint(load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE))
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    samples, _ = generate(generator, 2500 if dataset.kind == "points" else 64, config.eval.seed)
+    render_samples(samples, dataset.modes, dataset.sigma, f"best trial {best['trial']}").save(
+        folder / "best_samples.png"
+    )
+    return "best_samples.png"
+
+
+__all__ = ["SearchOptions", "SearchResult", "coverage_of", "objective_of", "run_search"]

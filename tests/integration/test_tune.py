@@ -1,0 +1,121 @@
+"""Ray Tune end to end on the ring: ASHA, PBT, Optuna, resume; MLflow children; storage in S3."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from gan_core.config import load_config, preset_path
+from pipelines.tune import SearchOptions, run_search
+from tests.integration.conftest import bucket_keys
+
+pytestmark = pytest.mark.integration
+
+BASE = ["data.n_train=5000", "train.steps=800"]
+
+
+def _space(tmp_path: Path, content: dict) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return str(path)
+
+
+def _base():
+    return load_config(preset_path("ring"), BASE)
+
+
+def test_asha_stops_weak_trials_and_finds_the_better_config(settings, ray_cluster, tmp_path: Path):
+    # R1 off makes this MLP GAN miss the ring's modes; R1 on captures them (see the ring preset).
+    space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.0, 0.1]}, "optim.lr_d": {"choice": [5.0e-4]}})
+    options = SearchOptions(space=space, num_samples=2, milestones=4, eval_samples=500)
+    result = run_search(_base(), options, "asha", settings, log=lambda _: None)
+
+    assert len(result.trials) == 4
+    assert any(t["milestones"] < 4 for t in result.trials), result.trials  # stopped early
+    objectives = sorted(t["objective"] for t in result.trials)
+    assert objectives[-1] > objectives[0]
+    assert result.best_config.loss.r1_weight == 0.1
+    for name in ("best.yaml", "results.csv", "results.md", "best_samples.png"):
+        assert (result.folder / name).is_file(), name
+    load_config(result.folder / "best.yaml")  # what `ganpipe train --config` accepts
+
+    # Trial checkpoints are in the bucket; the parent MLflow run has a child per trial.
+    assert any("/tune/asha/" in k and k.endswith("state.pt") for k in bucket_keys(f"runs-{settings.home.name}/"))
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(children) == 4
+    assert all("objective" in c.data.metrics and "high_quality" in c.data.metrics for c in children)
+
+
+def test_pbt_exploits_a_checkpoint(settings, ray_cluster, tmp_path: Path):
+    space = _space(tmp_path, {"optim.lr_g": {"loguniform": [2.0e-4, 1.0e-3]}, "loss.r1_weight": {"choice": [0.0, 0.1]}})
+    options = SearchOptions(space=space, num_samples=2, scheduler="pbt", milestones=4, eval_samples=500)
+    result = run_search(_base(), options, "pbt", settings, log=lambda _: None)
+    assert len(result.trials) == 2
+    assert sum(t["exploits"] for t in result.trials) >= 1, result.trials
+
+
+def test_optuna_search_runs(settings, ray_cluster, tmp_path: Path):
+    space = _space(
+        tmp_path, {"optim.lr_g": {"loguniform": [2.0e-4, 1.0e-3]}, "loss.r1_weight": {"uniform": [0.05, 0.2]}}
+    )
+    base = load_config(preset_path("ring"), ["data.n_train=5000", "train.steps=200"])
+    options = SearchOptions(
+        space=space, num_samples=2, search="optuna", scheduler="fifo", milestones=2, eval_samples=300
+    )
+    result = run_search(base, options, "optuna", settings, log=lambda _: None)
+    assert len(result.trials) == 2 and all(t["milestones"] == 2 for t in result.trials)
+
+
+def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, capsys):
+    space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.05, 0.1, 0.2]}})
+    env = {
+        **os.environ,
+        "GANPIPE_HOME": str(settings.home),
+        "GANPIPE_STORAGE": settings.storage_uri,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "GANPIPE_EXPERIMENT": settings.experiment,
+        "RAY_ADDRESS": ray_address(),
+    }
+    command = [sys.executable, "-m", "pipelines.cli", "tune", "--preset", "ring", "--space", space,
+               "--name", "resumable", "--num-samples", "1", "--milestones", "4", "--eval-samples", "300",
+               "--max-concurrent", "1", "--scheduler", "fifo", *sum((["--set", o] for o in BASE), [])]  # fmt: skip
+    log = (tmp_path / "search.log").open("w")
+    search = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    prefix = f"runs-{settings.home.name}/tune/resumable/"
+    deadline = time.monotonic() + 240
+    while not any(k.endswith("state.pt") for k in bucket_keys(prefix)):
+        assert search.poll() is None, (tmp_path / "search.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no trial checkpoint appeared"
+        time.sleep(1)
+    os.killpg(search.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
+    search.wait(timeout=120)
+
+    from pipelines.cli import main
+
+    os.environ.update(
+        {k: env[k] for k in ("GANPIPE_HOME", "GANPIPE_STORAGE", "MLFLOW_TRACKING_URI", "GANPIPE_EXPERIMENT")}
+    )
+    try:
+        assert main(["tune", "--resume", "resumable"]) == 0
+    finally:
+        for key in ("GANPIPE_HOME", "GANPIPE_STORAGE", "MLFLOW_TRACKING_URI", "GANPIPE_EXPERIMENT"):
+            os.environ.pop(key, None)
+    assert "resuming search resumable" in capsys.readouterr().err
+    rows = (settings.home / "tune" / "resumable" / "results.csv").read_text().splitlines()
+    assert len(rows) == 4  # header and the three grid points, all finished
+
+
+def ray_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
