@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per worker")
     train.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (NCCL when > 0, else gloo)")
     train.add_argument("--sync-batchnorm", action="store_true", help="synchronise batch-norm statistics across workers")
+    train.add_argument("--register", default=None, metavar="MODEL", help="register the generator as a version of MODEL")
     train.add_argument("--max-failures", type=int, default=2, help="worker failures survived (restart from checkpoint)")
     train.set_defaults(handler=cmd_train)
 
@@ -67,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--milestones", type=int, default=4, help="evaluations per trial (ASHA/PBT decide there)")
     search.add_argument("--eval-samples", type=int, default=1000, help="samples per milestone evaluation")
     search.set_defaults(handler=cmd_tune)
+
+    promote = commands.add_parser(
+        "promote", help="challenger vs champion; move the alias if better", formatter_class=FORMATTER
+    )
+    promote.add_argument("model", help="registered model name")
+    promote.add_argument("--version", default=None, help="version to judge (default: the `challenger` alias)")
+    promote.add_argument("--margin", type=float, default=0.0, help="the objective's 95%% interval must clear this")
+    promote.add_argument("--bootstrap", type=int, default=200, help="paired bootstrap resamples")
+    promote.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")
+    promote.set_defaults(handler=cmd_promote)
+
+    rollback = commands.add_parser(
+        "rollback", help="restore `previous-champion` as `champion`", formatter_class=FORMATTER
+    )
+    rollback.add_argument("model", help="registered model name")
+    rollback.set_defaults(handler=cmd_rollback)
 
     show = commands.add_parser("config", help="print the resolved config as YAML", formatter_class=FORMATTER)
     _add_config_options(show)
@@ -115,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     scaling = Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker, args.sync_batchnorm, args.max_failures)
     try:
-        result = train_distributed(config, name, scaling, log=_log)
+        result = train_distributed(config, name, scaling, log=_log, register_as=args.register)
     except StorageError as error:
         print(f"ganpipe train: storage error: {error}", file=sys.stderr)
         return 2
@@ -210,6 +227,36 @@ def _log_evaluation(settings, model_uri: str, report: dict) -> None:
     _log(f"evaluation logged to MLflow run {run.info.run_id}")
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pipelines import tracking
+    from pipelines.registry import promote, record_decision_run
+    from pipelines.settings import Settings
+
+    settings = Settings.from_env()
+    client = tracking.client_for(settings)
+    decision = promote(client, settings, args.model, args.version, args.margin, args.dry_run, args.bootstrap, _log)
+    if not args.dry_run and not decision.recorded:
+        record_decision_run(client, tracking.experiment_id(client, settings), decision)
+    print(json.dumps(asdict(decision), indent=2))
+    verb = "would move" if args.dry_run else "moved"
+    outcome = f"{verb} champion to version {decision.challenger}" if decision.promoted else "champion unchanged"
+    _log(f"{args.model}: {outcome} ({decision.reason})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pipelines import tracking
+    from pipelines.registry import rollback
+    from pipelines.settings import Settings
+
+    client = tracking.client_for(Settings.from_env())
+    restored, demoted = rollback(client, args.model)
+    _log(f"{args.model}: champion is version {restored} again (version {demoted} is now previous-champion)")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -242,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # NonFiniteLossError

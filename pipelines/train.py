@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from gan_core.config import ExperimentConfig
@@ -17,6 +14,7 @@ from gan_core.metrics import Evaluator, flatten_report, generate
 from gan_core.pictures import render_samples
 from gan_core.training import generator_from_checkpoint
 from pipelines.ray_train import Scaling, load_result_checkpoint, run_trainer
+from pipelines.serving import log_generator_model
 from pipelines.settings import Settings
 from pipelines.storage import Storage
 
@@ -30,6 +28,7 @@ class TrainResult:
     metrics: dict[str, dict[str, float]]
     checkpoint_uri: str
     model_uri: str
+    registered_version: str | None = None
 
 
 def dataset_version(dataset: Dataset) -> str:
@@ -49,8 +48,8 @@ def train_distributed(
     settings: Settings | None = None,
     log: Callable[[str], None] = print,
     crash: dict[str, Any] | None = None,
+    register_as: str | None = None,
 ) -> TrainResult:
-    import mlflow
 
     from pipelines import tracking
     from pipelines.ray_cluster import ensure_ray
@@ -82,62 +81,46 @@ def train_distributed(
 
     generator = generator_from_checkpoint(checkpoint)
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
-    report = evaluator.evaluate(generator)
-    tracking.log_metrics(
-        client, run_id, {f"eval/{k}": v for k, v in flatten_report(report).items()}, checkpoint["step"]
+    model_uri, version, report = publish_generator(
+        client, settings, run_id, run_name, generator, config, evaluator, tags, checkpoint["step"], register_as, log
     )
-    samples, _ = generate(generator, 2500 if dataset.kind == "points" else 64, config.eval.seed)
-    tracking.log_image(
-        client, run_id, render_samples(samples, dataset.modes, dataset.sigma, run_name), "samples/final.png"
-    )
+    client.set_terminated(run_id, status="FINISHED")
+    checkpoint_uri = f"{checkpoints.uri}/{run_name}"
+    return TrainResult(run_name, run_id, resumed, int(checkpoint["step"]), report, checkpoint_uri, model_uri, version)
 
+
+def publish_generator(client, settings, run_id, run_name, generator, config, evaluator, tags, step, register_as, log):
+    """Evaluate (with bootstrap intervals), log samples, the model and its card; register if asked."""
+    import mlflow
+
+    from pipelines import tracking
+    from pipelines.registry import model_card, register_version
+
+    dataset = evaluator.dataset
+    report = evaluator.evaluate(generator, bootstrap=100)
+    tracking.log_metrics(client, run_id, {f"eval/{k}": v for k, v in flatten_report(report).items()}, step)
+    samples, _ = generate(generator, 2500 if dataset.kind == "points" else 64, config.eval.seed)
+    picture = render_samples(samples, dataset.modes, dataset.sigma, run_name)
+    tracking.log_image(client, run_id, picture, "samples/final.png")
+    card = model_card(register_as or run_name, run_name, config.flat(), tags, report, "samples/final.png")
+    client.log_text(run_id, card, "model_card.md")
     mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(run_id=run_id):
-        model_info = log_generator(generator, config)
-    client.set_terminated(run_id, status="FINISHED")
-    return TrainResult(
-        run_name,
-        run_id,
-        resumed,
-        int(checkpoint["step"]),
-        report,
-        f"{checkpoints.uri}/{run_name}",
-        model_info.model_uri,
-    )
-
-
-def log_generator(generator: torch.nn.Module, config: ExperimentConfig):
-    """The (EMA) generator as an MLflow PyTorch model, from CPU, with signature and input example."""
-    import mlflow.pytorch
-    from mlflow.models import infer_signature
-
-    generator = generator.cpu().eval()
-    latent = np.random.default_rng(0).standard_normal((4, generator.latent_dim)).astype(np.float32)
-    with torch.no_grad():
-        labels = torch.arange(4) % generator.num_classes if generator.num_classes else None
-        output = generator(torch.from_numpy(latent), labels).numpy()
-    with tempfile.TemporaryDirectory():
-        return mlflow.pytorch.log_model(
-            generator,
-            name="generator",
-            serialization_format="pickle",
-            signature=infer_signature(latent, output),
-            input_example=latent,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-            metadata={"ganpipe_config": json.dumps(config.to_dict())},  # what `ganpipe evaluate` rebuilds
-        )
+        model_uri = log_generator_model(generator, config).model_uri
+    version = None
+    if register_as:
+        lineage = {**tags, "training.run_id": run_id, "training.run_name": run_name}
+        lineage.update({f"metric.{k}": f"{v['value']:.6g}" for k, v in report.items()})
+        version = register_version(client, register_as, model_uri, run_id, lineage)
+        log(f"registered {register_as} version {version} (alias challenger)")
+    return model_uri, version, report
 
 
 def load_logged_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, ExperimentConfig]:
     """A generator logged by `ganpipe train`, and the config it was trained with."""
     import mlflow
-    import mlflow.pytorch
 
-    from gan_core.config import from_dict
+    from pipelines.serving import load_served_generator
 
     mlflow.set_tracking_uri(tracking_uri)
-    info = mlflow.models.get_model_info(model_uri)
-    saved = (info.metadata or {}).get("ganpipe_config")
-    if saved is None:
-        raise ValueError(f"{model_uri} was not logged by ganpipe (its metadata holds no ganpipe_config)")
-    return mlflow.pytorch.load_model(model_uri, map_location="cpu").eval(), from_dict(json.loads(saved))
+    return load_served_generator(model_uri)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from gan_core.config import ExperimentConfig, from_dict
-from gan_core.metrics import Evaluator, coverage_of, flatten_report
+from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import Settings
@@ -73,20 +73,21 @@ class SearchResult:
     parent_run_id: str | None
 
 
-def objective_of(metrics: dict[str, float], dataset_kind: str, n_modes: int = 0) -> float:
-    if dataset_kind == "points":
-        return metrics["modes"] / n_modes * metrics["high_quality"] * math.exp(-metrics["reverse_kl"])
-    return -metrics["frechet_distance"]
-
-
 # --------------------------------------------------------------------------- trial side
 
 
 class Milestones(Hook):
     """At each checkpoint: evaluate, report to Tune with the checkpoint, log to MLflow."""
 
-    def __init__(self, evaluator: Evaluator, threshold: float, mlflow_child: tuple[Any, str] | None) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        threshold: float,
+        mlflow_child: tuple[Any, str] | None,
+        stop_on_collapse: bool = True,
+    ) -> None:
         self.evaluator, self.threshold = evaluator, threshold
+        self.stop_on_collapse = stop_on_collapse
         self.mlflow_child = mlflow_child
         self.milestone = 0
         self.total_milestones = 1
@@ -113,10 +114,8 @@ class Milestones(Hook):
         dataset = self.evaluator.dataset
         metrics = {k: v for k, v in report.items() if not k.endswith("_real")}
         metrics.update(self._train_metrics)
-        metrics["objective"] = objective_of(
-            metrics, dataset.kind, len(dataset.modes) if dataset.modes is not None else 0
-        )
-        metrics["coverage"] = _coverage(metrics, dataset)
+        metrics["objective"] = objective_of(metrics, dataset)
+        metrics["coverage"] = coverage_from_metrics(metrics, dataset)
         metrics["step"] = step
         metrics["exploits"] = state.extra.get("exploits", 0)
         metrics["stop_reason"] = self.collapse_reason(metrics["coverage"])
@@ -128,7 +127,7 @@ class Milestones(Hook):
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        if metrics["stop_reason"]:
+        if metrics["stop_reason"] and self.stop_on_collapse:
             raise StopTrial(metrics["stop_reason"])
 
     def collapse_reason(self, coverage: float) -> str:
@@ -149,14 +148,6 @@ class Milestones(Hook):
         return ""
 
 
-def _coverage(metrics: dict[str, float], dataset) -> float:
-    if "modes" in metrics:
-        return metrics["modes"] / len(dataset.modes)
-    if "stacked_modes" in metrics:
-        return metrics["stacked_modes"] / dataset.num_classes
-    return metrics.get("class_coverage", 1.0)
-
-
 def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     """The Tune trainable: one GAN, trained in this process, evaluated at milestones."""
     from ray import tune
@@ -173,7 +164,8 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume = load_checkpoint(Path(folder) / CHECKPOINT_FILE)
-    hook = Milestones(evaluator, config.eval.collapse_threshold, child)
+    # Under PBT a collapsing trial is better exploited (it copies a healthy one) than stopped.
+    hook = Milestones(evaluator, config.eval.collapse_threshold, child, stop_on_collapse=spec["stop_on_collapse"])
     hook.milestone = (resume or {}).get("step", 0) // config.train.checkpoint_every
     hook.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
     with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
@@ -257,6 +249,7 @@ def run_search(
         "name": name,
         "base": base.to_dict(),
         "eval_samples": options.eval_samples,
+        "stop_on_collapse": options.scheduler != "pbt",
         "cache_dir": str(settings.home / "classifiers"),
         "parent_run_id": parent_id,
         "tracking_uri": settings.tracking_uri,
@@ -389,4 +382,4 @@ def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: 
     return "best_samples.png"
 
 
-__all__ = ["SearchOptions", "SearchResult", "coverage_of", "objective_of", "run_search"]
+__all__ = ["SearchOptions", "SearchResult", "run_search"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_core.metrics.evaluate import Evaluator, generate
+from gan_core.metrics.evaluate import Evaluator, coverage_from_metrics, generate
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
 
@@ -27,15 +27,7 @@ class CollapseEvent:
 
 
 def coverage_of(evaluator: Evaluator, samples: torch.Tensor, requested: torch.Tensor | None = None) -> float:
-    metrics = evaluator.score(evaluator.view(samples, requested))
-    dataset = evaluator.dataset
-    if "modes" in metrics:
-        return metrics["modes"] / len(dataset.modes)
-    if "stacked_modes" in metrics:
-        return metrics["stacked_modes"] / dataset.num_classes
-    if "class_coverage" in metrics:
-        return metrics["class_coverage"]
-    raise ValueError(f"no coverage measure for dataset {dataset.name!r}")
+    return coverage_from_metrics(evaluator.score(evaluator.view(samples, requested)), evaluator.dataset)
 
 
 class CollapseWatch(Hook):

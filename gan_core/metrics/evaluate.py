@@ -7,6 +7,7 @@ like), then `evaluate(generator)` scores any generator on the same latent draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -206,7 +207,7 @@ class Evaluator:
         runs: dict[str, list[float]] = {}
         for _ in range(resamples):
             index = torch.randint(n, (n,), generator=rng)
-            for name, value in self.score(_subset(view, index)).items():
+            for name, value in self.score(subset_view(view, index)).items():
                 runs.setdefault(name, []).append(value)
         tail = (1 - confidence) / 2
         return {
@@ -215,7 +216,27 @@ class Evaluator:
         }
 
 
-def _subset(view: SampleView, index: torch.Tensor) -> SampleView:
+def objective_of(metrics: dict[str, float], dataset: Dataset) -> float:
+    """One number to rank generators by, higher is better: -Fréchet distance for images; for
+    the 2-D mixtures (modes captured / modes) x (high-quality fraction) x exp(-reverse KL)."""
+    if dataset.kind == "points":
+        return metrics["modes"] / len(dataset.modes) * metrics["high_quality"] * math.exp(-metrics["reverse_kl"])
+    return -metrics["frechet_distance"]
+
+
+def coverage_from_metrics(metrics: dict[str, float], dataset: Dataset) -> float:
+    """Share of the data's modes (2-D), classes (images) or digit triples (stacked) that samples reach."""
+    if "modes" in metrics:
+        return metrics["modes"] / len(dataset.modes)
+    if "stacked_modes" in metrics:
+        return metrics["stacked_modes"] / dataset.num_classes
+    if "class_coverage" in metrics:
+        return metrics["class_coverage"]
+    raise ValueError(f"no coverage measure for dataset {dataset.name!r}")
+
+
+def subset_view(view: SampleView, index: torch.Tensor) -> SampleView:
+    """The samples at `index` (e.g. a bootstrap resample), with their features and probabilities."""
     probs = view.probs
     if probs is not None and len(probs) != len(view.x):  # stacked digits: one row per channel
         probs = probs.view(len(view.x), -1, probs.shape[1])[index].reshape(-1, probs.shape[1])

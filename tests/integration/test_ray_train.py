@@ -31,8 +31,10 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, flo
 
 
 def test_two_workers_train_resume_and_log(settings, ray_cluster):
-    result = train_distributed(_config(100), "ring-2w", Scaling(workers=2), settings, log=lambda _: None)
-    assert result.steps == 100 and not result.resumed
+    result = train_distributed(
+        _config(100), "ring-2w", Scaling(workers=2), settings, log=lambda _: None, register_as="ring-2w"
+    )
+    assert result.steps == 100 and not result.resumed and result.registered_version == "1"
 
     # Checkpoints are objects in the bucket, written through Ray's storage.
     keys = bucket_keys(f"runs-{settings.home.name}/checkpoints/ring-2w/")

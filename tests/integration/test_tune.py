@@ -57,6 +57,7 @@ def test_asha_stops_weak_trials_and_finds_the_better_config(settings, ray_cluste
 
 
 def test_pbt_exploits_a_checkpoint(settings, ray_cluster, tmp_path: Path):
+    # Two trials run side by side; at each milestone the lower one copies the upper one's checkpoint.
     space = _space(tmp_path, {"optim.lr_g": {"loguniform": [2.0e-4, 1.0e-3]}, "loss.r1_weight": {"choice": [0.0, 0.1]}})
     options = SearchOptions(space=space, num_samples=2, scheduler="pbt", milestones=4, eval_samples=500)
     result = run_search(_base(), options, "pbt", settings, log=lambda _: None)

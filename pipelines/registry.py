@@ -1,0 +1,292 @@
+"""Model registry: versions with lineage, the challenger/champion aliases, promotion and rollback.
+
+A new version gets the alias `challenger`. `promote` evaluates challenger and champion on the
+same protocol (same latent seeds), bootstraps a confidence interval of the objective's
+difference over paired resamples, and moves `champion` (keeping `previous-champion`) only
+when the challenger is better beyond a margin and passes absolute gates. With no champion,
+the gates alone decide. Promotions of one model run one at a time under a lock that the
+registry's own uniqueness constraint provides, so two racing promotions are decided in turn
+and neither decision is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from gan_core.data import load_dataset
+from gan_core.metrics import Evaluator, coverage_from_metrics, generate, objective_of, subset_view
+from pipelines.settings import Settings
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+LOCK_TTL_S = 900  # a lock older than this belongs to a promotion that died
+
+
+class PromotionError(LookupError):
+    """Promotion cannot proceed (no such model, no challenger, lock not acquired)."""
+
+
+@dataclass
+class Decision:
+    model: str
+    challenger: str
+    champion: str | None
+    promoted: bool
+    reason: str
+    objective_challenger: float
+    objective_champion: float | None = None
+    difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    margin: float = 0.0
+    gates: dict[str, bool] = field(default_factory=dict)
+    dry_run: bool = False
+    recorded: bool = False  # True when this decision was read back, not recomputed
+
+
+# --------------------------------------------------------------------------- registering
+
+
+def register_version(client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
+    """A new version of `name` from `model_uri`, tagged with its lineage, aliased `challenger`."""
+    import mlflow
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    version = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=120)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return version.version
+
+
+def model_card(name: str, run_name: str, config_flat: dict, tags: dict[str, str], report: dict, picture: str) -> str:
+    """Markdown: what the generator was trained on, how, its metrics with intervals, its samples."""
+    lines = [
+        f"# {name}: generator from run `{run_name}`",
+        "",
+        f"- dataset: `{tags.get('dataset.name')}` version `{tags.get('dataset.version')}`",
+        f"- model: `{config_flat['model.name']}`, conditioning `{config_flat['model.conditioning']}`,"
+        f" pack {config_flat['model.pack']}",
+        f"- loss: `{config_flat['loss.name']}`, R1 {config_flat['loss.r1_weight']}; {config_flat['train.steps']} steps,"
+        f" batch {config_flat['train.batch_size']}, lr G/D {config_flat['optim.lr_g']}/{config_flat['optim.lr_d']}",
+        f"- config hash `{tags.get('config.hash')}`, code `{tags.get('code.version')}`",
+        "",
+        "| metric | value | 95% interval | real data |",
+        "|---|---|---|---|",
+    ]
+    for metric, pair in report.items():
+        interval = f"{pair['ci_low']:.4g} – {pair['ci_high']:.4g}" if "ci_low" in pair else ""
+        lines.append(f"| {metric} | {pair['value']:.4g} | {interval} | {pair['real']:.4g} |")
+    lines += ["", f"![samples]({picture})", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@contextmanager
+def promotion_lock(client: MlflowClient, name: str, timeout: float = 300.0) -> Iterator[None]:
+    """Mutual exclusion between promotions of `name`: creating a registered model is atomic."""
+    lock = f"{name}.promotion-lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_registered_model(
+                lock, tags={"acquired_at": str(time.time())}, description="held while promoting"
+            )
+            break
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            _break_if_stale(client, lock)
+            if time.monotonic() > deadline:
+                raise PromotionError(
+                    f"another promotion of {name!r} holds {lock!r}; gave up after {timeout:.0f}s"
+                ) from None
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        client.delete_registered_model(lock)
+
+
+def _break_if_stale(client: MlflowClient, lock: str) -> None:
+    try:
+        acquired = float(client.get_registered_model(lock).tags.get("acquired_at", "0"))
+    except MlflowException:
+        return  # released meanwhile
+    if time.time() - acquired > LOCK_TTL_S:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(lock)
+
+
+def _version_by_alias(client: MlflowClient, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def promote(
+    client: MlflowClient,
+    settings: Settings,
+    name: str,
+    version: str | None = None,
+    margin: float = 0.0,
+    dry_run: bool = False,
+    resamples: int = 200,
+    log: Callable[[str], None] = print,
+) -> Decision:
+    """Decide whether `version` (default: the `challenger` alias) replaces `champion`."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise PromotionError(f"no registered model named {name!r}") from None
+    if dry_run:
+        return _decide(client, settings, name, version, margin, resamples, log, dry_run=True)
+    with promotion_lock(client, name):
+        return _decide(client, settings, name, version, margin, resamples, log, dry_run=False)
+
+
+def _decide(client, settings, name, version, margin, resamples, log, dry_run) -> Decision:
+    from pipelines.serving import load_served_generator
+
+    candidate = client.get_model_version(name, version) if version else _version_by_alias(client, name, CHALLENGER)
+    if candidate is None:
+        raise PromotionError(f"{name!r} has no version aliased {CHALLENGER!r}; register one or pass --version")
+    champion = _version_by_alias(client, name, CHAMPION)
+    if champion is not None and champion.version == candidate.version:
+        return Decision(
+            name, candidate.version, champion.version, False, "already the champion", float("nan"), recorded=True
+        )
+    recorded = candidate.tags.get(_decision_tag(champion))
+    if recorded:  # idempotent: the same pair was already decided on the same protocol
+        decision = Decision(**json.loads(recorded))
+        decision.recorded = True
+        return decision
+
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    challenger_gen, config = load_served_generator(f"models:/{name}/{candidate.version}")
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+    challenger_view, challenger_metrics = _scored(evaluator, challenger_gen)
+    gates = {
+        "finite_outputs": bool(torch.isfinite(challenger_view.x.flatten(1)).all()),
+        "coverage": coverage_from_metrics(challenger_metrics, dataset) >= config.eval.collapse_threshold,
+    }
+    objective = objective_of(challenger_metrics, dataset)
+    decision = Decision(
+        name,
+        candidate.version,
+        champion.version if champion else None,
+        False,
+        "",
+        objective,
+        margin=margin,
+        gates=gates,
+        dry_run=dry_run,
+    )
+
+    if not all(gates.values()):
+        decision.reason = "failed gates: " + ", ".join(g for g, ok in gates.items() if not ok)
+    elif champion is None:
+        decision.promoted, decision.reason = True, "no champion yet; gates passed"
+    else:
+        champion_gen, _ = load_served_generator(f"models:/{name}/{champion.version}")
+        champion_view, champion_metrics = _scored(evaluator, champion_gen)
+        decision.objective_champion = objective_of(champion_metrics, dataset)
+        decision.difference = objective - decision.objective_champion
+        decision.ci_low, decision.ci_high = _paired_interval(evaluator, challenger_view, champion_view, resamples)
+        decision.promoted = decision.ci_low > margin
+        verdict = "better" if decision.promoted else "not better"
+        interval = f"95% CI [{decision.ci_low:+.4g}, {decision.ci_high:+.4g}]"
+        decision.reason = (
+            f"challenger {verdict}: objective difference {decision.difference:+.4g}, {interval}, margin {margin}"
+        )
+    if not dry_run:
+        _apply(client, name, decision, champion)
+    return decision
+
+
+def _scored(evaluator: Evaluator, generator):
+    samples, requested = generate(generator, evaluator.n_samples, evaluator.config.seed)
+    view = evaluator.view(samples, requested)
+    return view, evaluator.score(view)
+
+
+def _paired_interval(evaluator: Evaluator, challenger, champion, resamples: int) -> tuple[float, float]:
+    """Percentile 95% interval of objective(challenger) - objective(champion) over paired
+    resamples: both generators drew from the same latents, so sample i pairs with sample i."""
+    rng = torch.Generator().manual_seed(evaluator.config.seed + 2)
+    n = len(challenger.x)
+    dataset = evaluator.dataset
+    differences = []
+    for _ in range(resamples):
+        index = torch.randint(n, (n,), generator=rng)
+        a = objective_of(evaluator.score(subset_view(challenger, index)), dataset)
+        b = objective_of(evaluator.score(subset_view(champion, index)), dataset)
+        differences.append(a - b)
+    values = torch.tensor(differences, dtype=torch.float64)
+    return float(values.quantile(0.025)), float(values.quantile(0.975))
+
+
+def _decision_tag(champion) -> str:
+    return f"promotion.vs.{champion.version if champion else 'none'}"
+
+
+def _apply(client: MlflowClient, name: str, decision: Decision, champion) -> None:
+    """Move the aliases (if promoted) and record the decision on both versions."""
+    if decision.promoted:
+        if champion is not None:
+            client.set_registered_model_alias(name, PREVIOUS, champion.version)
+        client.set_registered_model_alias(name, CHAMPION, decision.challenger)
+    record = json.dumps(asdict(decision))
+    client.set_model_version_tag(name, decision.challenger, _decision_tag(champion), record)
+    client.set_model_version_tag(
+        name, decision.challenger, "promotion.last", "promoted" if decision.promoted else "refused"
+    )
+    if champion is not None:
+        outcome = "replaced" if decision.promoted else "defended"
+        client.set_model_version_tag(name, champion.version, f"promotion.against.{decision.challenger}", outcome)
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+    """`champion` back to `previous-champion`; the demoted version becomes `previous-champion`."""
+    with promotion_lock(client, name):
+        previous = _version_by_alias(client, name, PREVIOUS)
+        current = _version_by_alias(client, name, CHAMPION)
+        if previous is None:
+            raise PromotionError(f"{name!r} has no {PREVIOUS!r} to roll back to")
+        client.set_registered_model_alias(name, CHAMPION, previous.version)
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, current.version)
+            client.set_model_version_tag(name, current.version, "promotion.last", "rolled back")
+        client.set_model_version_tag(name, previous.version, "promotion.last", "restored by rollback")
+        return previous.version, current.version if current else ""
+
+
+def record_decision_run(client: MlflowClient, experiment_id: str, decision: Decision) -> str:
+    """Every decision is also an MLflow run, so the history of promotions is searchable."""
+    tags = {
+        "ganpipe.kind": "promotion",
+        "model": decision.model,
+        "challenger": decision.challenger,
+        "champion": str(decision.champion),
+        "promoted": str(decision.promoted),
+        "reason": decision.reason[:5000],
+    }
+    run = client.create_run(experiment_id, run_name=f"promote-{decision.model}-v{decision.challenger}", tags=tags)
+    values = {k: v for k, v in asdict(decision).items() if isinstance(v, float) and v == v}
+    from pipelines.tracking import log_metrics
+
+    log_metrics(client, run.info.run_id, values, 0)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
