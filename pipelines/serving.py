@@ -4,9 +4,10 @@ Input: a table with one row per request — `count` (samples), `seed` (latent se
 `label` (a class for conditional generators; -1 cycles through the classes). Output: the
 samples as an array, (N, C, H, W) images in [-1, 1] or (N, 2) points.
 
-The model carries its weights as a plain tensor file (loaded with weights_only=True, never
-unpickled code) and gan_core's source (code_paths), so `mlflow.pyfunc.load_model` and
-`mlflow models serve` work wherever torch is installed.
+The model is logged as code (generator_model.py), not as a pickled object, and carries its
+weights as a plain tensor file loaded with weights_only=True, plus the source of gan_core and
+pipelines (code_paths): `mlflow.pyfunc.load_model` and `mlflow models serve` unpickle nothing
+and work wherever torch and MLflow are installed.
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ def load_generator_artifact(path: str | Path):
 
 def log_generator_model(generator: torch.nn.Module, config: ExperimentConfig, name: str = "generator"):
     """Log the generator as a pyfunc model with signature, input example and requirements."""
-    from mlflow.models import infer_signature
 
     import gan_core
 
@@ -109,19 +109,28 @@ def log_generator_model(generator: torch.nn.Module, config: ExperimentConfig, na
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "generator.pt"
         torch.save(generator_artifact(generator, config), weights)
-        model = GeneratorModel()
-        model.generator, model.config = generator, config
-        signature = infer_signature(example, model.predict(None, example))
+        signature = _signature(generator)
+        package = Path(__file__).parent
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=model,
+            python_model=str(package / "generator_model.py"),  # code, not a pickled object
             artifacts={WEIGHTS: str(weights)},
-            code_paths=[str(Path(gan_core.__file__).parent)],
+            code_paths=[str(Path(gan_core.__file__).parent), str(package)],
             signature=signature,
             input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "pyyaml", "scikit-learn"],
             metadata={"ganpipe_config": json.dumps(config.to_dict())},
         )
+
+
+def _signature(generator: torch.nn.Module):
+    """count and seed required, label optional (-1: cycle); output (N, *sample_shape) float32."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    inputs = Schema([ColSpec("long", "count"), ColSpec("long", "seed"), ColSpec("long", "label", required=False)])
+    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *generator.sample_shape))])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def load_served_generator(model_uri: str):
