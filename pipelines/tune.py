@@ -32,10 +32,10 @@ import yaml
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from pipelines.ray_train import CHECKPOINT_FILE
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import Settings
 
-CHECKPOINT_FILE = "state.pt"
 SPEC_FILE = "ganpipe-search.json"
 
 
