@@ -25,10 +25,9 @@ import yaml
 
 from gan_core.config import ConfigError, ExperimentConfig, from_dict
 from gan_core.data import load_dataset
-from gan_core.metrics import CollapseWatch, Evaluator, generate
-from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint
+from gan_core.metrics import CollapseWatch, Evaluator
+from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
-from gan_core.pictures import render_samples
 from gan_core.training import Hook, fit
 
 
@@ -87,10 +86,8 @@ def train_local(
 
     log("evaluating the EMA generator" if state.ema else "evaluating the generator")
     report = evaluator.evaluate(state.sampler)
-    samples, _ = generate(state.sampler, 2500 if dataset.kind == "points" else 64, config.eval.seed)
-    render_samples(samples, dataset.modes, dataset.sigma, f"{config.data.name}, step {state.step}").save(
-        folder / "samples.png"
-    )
+    title = f"{config.data.name}, step {state.step}"
+    sample_picture(state.sampler, dataset, config.eval.seed, title).save(folder / "samples.png")
     events = [vars(e) for e in watch.events]
     summary = {
         "dataset": dataset.summary(),

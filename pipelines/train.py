@@ -10,8 +10,8 @@ import torch
 
 from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset, load_dataset
-from gan_core.metrics import Evaluator, flatten_report, generate
-from gan_core.pictures import render_samples
+from gan_core.metrics import Evaluator, flatten_report
+from gan_core.outputs import sample_picture
 from gan_core.training import generator_from_checkpoint
 from pipelines.ray_train import Scaling, load_result_checkpoint, run_trainer
 from pipelines.serving import log_generator_model
@@ -50,7 +50,6 @@ def train_distributed(
     crash: dict[str, Any] | None = None,
     register_as: str | None = None,
 ) -> TrainResult:
-
     from pipelines import tracking
     from pipelines.ray_cluster import ensure_ray
 
@@ -99,8 +98,7 @@ def publish_generator(client, settings, run_id, run_name, generator, config, eva
     dataset = evaluator.dataset
     report = evaluator.evaluate(generator, bootstrap=100)
     tracking.log_metrics(client, run_id, {f"eval/{k}": v for k, v in flatten_report(report).items()}, step)
-    samples, _ = generate(generator, 2500 if dataset.kind == "points" else 64, config.eval.seed)
-    picture = render_samples(samples, dataset.modes, dataset.sigma, run_name)
+    picture = sample_picture(generator, dataset, config.eval.seed, run_name)
     tracking.log_image(client, run_id, picture, "samples/final.png")
     card = model_card(register_as or run_name, run_name, config.flat(), tags, report, "samples/final.png")
     client.log_text(run_id, card, "model_card.md")

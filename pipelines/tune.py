@@ -365,8 +365,7 @@ def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
 
 def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: Path) -> str:
     from gan_core.data import load_dataset
-    from gan_core.metrics import generate
-    from gan_core.pictures import render_samples
+    from gan_core.outputs import sample_picture
     from gan_core.training import generator_from_checkpoint
 
     result = next((r for r in grid if r.checkpoint and r.checkpoint.path == best["checkpoint"]), None)
@@ -375,10 +374,8 @@ def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: 
     with result.checkpoint.as_directory() as checkpoint_dir:
         generator = generator_from_checkpoint(load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE))
     dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
-    samples, _ = generate(generator, 2500 if dataset.kind == "points" else 64, config.eval.seed)
-    render_samples(samples, dataset.modes, dataset.sigma, f"best trial {best['trial']}").save(
-        folder / "best_samples.png"
-    )
+    title = f"best trial {best['trial']}"
+    sample_picture(generator, dataset, config.eval.seed, title).save(folder / "best_samples.png")
     return "best_samples.png"
 
 

@@ -2,7 +2,7 @@
 
 from gan_core.outputs.checkpoints import FolderCheckpointer, checkpoint_steps, latest_checkpoint
 from gan_core.outputs.progress import ProgressPrinter, format_duration
-from gan_core.outputs.recorder import RunRecorder
+from gan_core.outputs.recorder import RunRecorder, sample_picture
 
 __all__ = [
     "FolderCheckpointer",
@@ -11,4 +11,5 @@ __all__ = [
     "checkpoint_steps",
     "format_duration",
     "latest_checkpoint",
+    "sample_picture",
 ]

@@ -57,8 +57,21 @@ class RunRecorder(Hook):
         return [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
 
 
+PICTURE_POINTS = 2500  # a scatter plot needs many points; an image grid shows 64 samples
+PICTURE_IMAGES = 64
+
+
+def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, title: str):
+    """The picture of a generator: a grid of 64 images, or 2500 points over the true modes."""
+    from gan_core.metrics.evaluate import generate
+
+    count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_IMAGES
+    samples, _ = generate(generator, count, seed)
+    return render_samples(samples, dataset.modes, dataset.sigma, title)
+
+
 @torch.no_grad()
-def samples_for_picture(fixed_samples: torch.Tensor, state: TrainState, points: int = 2500) -> torch.Tensor:
+def samples_for_picture(fixed_samples: torch.Tensor, state: TrainState, points: int = PICTURE_POINTS) -> torch.Tensor:
     """Images: the fixed batch as is. Points: a scatter needs more than 64, so draw `points` more
     from a fixed seed (the same every frame)."""
     if fixed_samples.dim() == 4:
