@@ -291,6 +291,10 @@ def _tune_config(options: SearchOptions, dimensions) -> Any:
             perturbation_interval=1,
             hyperparam_mutations=pbt_mutations(dimensions),
             quantile_fraction=0.5,
+            # Synchronous: every trial reaches the milestone before any exploits, so the strong
+            # trial's checkpoint always exists. Asynchronous PBT skipped exploits whenever the
+            # weak trial reported first (seen in CI with two trials).
+            synch=True,
         )
     else:
         scheduler = FIFOScheduler()
