@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("what", choices=["models", "losses", "datasets", "metrics", "presets"])
     listing.set_defaults(handler=cmd_list)
+
+    from pipelines.cli_flows import add_flow_commands
+
+    add_flow_commands(commands)
     return parser
 
 
@@ -117,6 +121,15 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(args.config, args.overrides, base=base)
 
 
+def _with_local_data(config: ExperimentConfig, cache: Path) -> ExperimentConfig:
+    """gan_core alone reads prepared versions from a folder: fetch one kept in s3:// first."""
+    if config.data.name != "prepared" or not config.data.root.startswith("s3://"):
+        return config
+    from pipelines.datasets import fetch
+
+    return load_config(None, [f"data.root={fetch(config.data.root, cache)}"], base=config.to_dict())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     name = args.name or args.preset or config.data.name
@@ -124,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from gan_core.local_run import train_local
 
         folder = Path(args.out_root) / name
+        config = _with_local_data(config, Path(args.out_root) / ".cache")
         train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
         return 0
     from pipelines.ray_train import Scaling
@@ -169,62 +183,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gan_core.data import load_dataset
-    from gan_core.metrics import Evaluator
+    from pipelines.evaluation import evaluate_source
     from pipelines.settings import Settings
 
-    settings = Settings.from_env()
-    generator, config, label = _load_generator(args.source, settings)
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
-    evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=_log)
-    report = evaluator.evaluate(generator, args.n_samples, bootstrap=args.bootstrap)
-    summary = {"source": label, "seed": config.eval.seed, "n_samples": args.n_samples or evaluator.n_samples,
-               "bootstrap": args.bootstrap, "metrics": report}  # fmt: skip
+    summary = evaluate_source(args.source, Settings.from_env(), args.n_samples, args.bootstrap, log=_log)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json_out:
         Path(args.json_out).write_text(text)
-    if "://" in args.source or args.source.startswith("models:"):
-        _log_evaluation(settings, args.source, report)
+    if "mlflow_run_id" in summary:
+        _log(f"evaluation logged to MLflow run {summary['mlflow_run_id']}")
     return 0
-
-
-def _load_generator(source: str, settings):
-    """(generator, config, label) from an MLflow model URI, a checkpoint file or a run folder."""
-    from gan_core.config import from_dict
-    from gan_core.outputs import latest_checkpoint
-    from gan_core.training import generator_from_checkpoint, load_checkpoint
-
-    if source.startswith(("runs:/", "models:/")) or "://" in source:
-        from pipelines.train import load_logged_generator
-
-        generator, config = load_logged_generator(source, settings.tracking_uri)
-        return generator, config, source
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{source} is neither an MLflow model URI nor an existing checkpoint or run folder")
-    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else load_checkpoint(path)
-    if ckpt is None:
-        raise FileNotFoundError(f"{path} holds no checkpoint (expected checkpoints/step-N.pt)")
-    return generator_from_checkpoint(ckpt), from_dict(ckpt["config"]), f"{path} (step {ckpt['step']})"
-
-
-def _log_evaluation(settings, model_uri: str, report: dict) -> None:
-    """One MLflow run per evaluation, tagged with the model it judged."""
-    from pipelines import tracking
-
-    client = tracking.client_for(settings)
-    run = client.create_run(
-        tracking.experiment_id(client, settings),
-        run_name="evaluate",
-        tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri},
-    )
-    flat = {}
-    for name, values in report.items():
-        flat.update({f"{name}_{k}" if k != "value" else name: v for k, v in values.items()})
-    tracking.log_metrics(client, run.info.run_id, flat, 0)
-    client.set_terminated(run.info.run_id)
-    _log(f"evaluation logged to MLflow run {run.info.run_id}")
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

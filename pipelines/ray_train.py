@@ -19,9 +19,11 @@ from typing import Any
 import torch
 
 from gan_core.config import ExperimentConfig, from_dict
+from gan_core.data import Dataset
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
 
 CHECKPOINT_FILE = "state.pt"
+FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,16 @@ class RayReporter(Hook):
     logs metrics and sample grids to MLflow, and checks that all ranks hold the same weights."""
 
     def __init__(
-        self, rank: int, world_size: int, run_id: str | None, tracking_uri: str | None, check_sync: bool
+        self,
+        rank: int,
+        world_size: int,
+        run_id: str | None,
+        tracking_uri: str | None,
+        check_sync: bool,
+        dataset: Dataset | None = None,
     ) -> None:
         self.rank, self.world_size = rank, world_size
+        self.dataset = dataset  # the 2-D mixtures draw their samples over the true modes
         self.run_id, self.tracking_uri = run_id, tracking_uri
         self.check_sync = check_sync
         self._client = None
@@ -73,11 +82,16 @@ class RayReporter(Hook):
             log_metrics(self.client, self.run_id, metrics, step)
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
-        if self.client is not None and samples.dim() == 4:
-            from gan_core.pictures import image_grid
-            from pipelines.tracking import log_image
+        """Frames of the training GIF, which the driver assembles when training ends."""
+        if self.client is None:
+            return
+        from gan_core.outputs import samples_for_picture
+        from gan_core.pictures import labelled, render_samples
+        from pipelines.tracking import log_image
 
-            log_image(self.client, self.run_id, image_grid(samples), f"samples/step-{step:06d}.png")
+        modes, sigma = (self.dataset.modes, self.dataset.sigma) if self.dataset is not None else (None, 0.0)
+        picture = render_samples(samples_for_picture(samples, state), modes, sigma, f"step {step}")
+        log_image(self.client, self.run_id, labelled(picture, f"step {step}"), f"{FRAMES}/step-{step:06d}.png")
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         import ray.train
@@ -127,7 +141,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel
 
-    from gan_core.data import load_dataset
+    from pipelines.datasets import load_for
 
     # A [1, N] weight's gradient may come back with strides (1, 1) instead of (N, 1): both are
     # valid layouts of that shape, but DDP warns about the bucket view every step.
@@ -136,7 +150,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     rank, world_size = context.get_world_rank(), context.get_world_size()
     config = from_dict(loop_config["config"])
     device = ray.train.torch.get_device()
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    dataset = load_for(config)
 
     resume = None
     checkpoint = ray.train.get_checkpoint()
@@ -160,6 +174,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             loop_config.get("run_id"),
             loop_config.get("tracking_uri"),
             loop_config.get("check_sync", True),
+            dataset,
         )
     ]
     crash = loop_config.get("crash")

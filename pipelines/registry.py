@@ -22,8 +22,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gan_core.data import load_dataset
 from gan_core.metrics import Evaluator, coverage_from_metrics, generate, objective_of, subset_view
+from pipelines.datasets import load_for
 from pipelines.settings import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
@@ -175,7 +175,7 @@ def _decide(client, settings, name, version, margin, resamples, log, dry_run) ->
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     challenger_gen, config = load_served_generator(f"models:/{name}/{candidate.version}")
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    dataset = load_for(config)
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
     challenger_view, challenger_metrics = _scored(evaluator, challenger_gen)
     gates = {

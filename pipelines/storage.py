@@ -17,7 +17,15 @@ import pyarrow.fs as pafs
 
 
 class StorageError(RuntimeError):
-    """Storage is unusable; the message names the URI and the cause."""
+    """Storage is unusable; the message names the URI and the cause.
+
+    `transient` marks causes that may pass on their own (an endpoint that does not answer),
+    as opposed to a missing bucket or refused credentials, which retrying cannot fix.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ class Storage:
         fs, root = self.pyarrow()
         with fs.open_input_stream(f"{root}/{name}") as stream:
             return stream.read()
+
+    def exists(self, name: str) -> bool:
+        fs, root = self.pyarrow()
+        return fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
 
     def list(self, subpath: str = "") -> list[str]:
         """Every object (file) under this location, as paths relative to it."""
@@ -120,11 +132,12 @@ def check_bucket(bucket: str, uri: str) -> None:
     except botocore.exceptions.NoCredentialsError:
         raise StorageError(f"{uri}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
-        raise StorageError(f"{uri}: S3 {where} is unreachable ({type(error).__name__})") from None
+        raise StorageError(f"{uri}: S3 {where} is unreachable ({type(error).__name__})", transient=True) from None
     except botocore.exceptions.ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise StorageError(f"{uri}: bucket {bucket!r} does not exist at {where}") from None
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise StorageError(f"{uri}: access denied by {where} (check the AWS credentials)") from None
-        raise StorageError(f"{uri}: S3 error {code} from {where}") from None
+        busy = code in ("500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError")
+        raise StorageError(f"{uri}: S3 error {code} from {where}", transient=busy) from None

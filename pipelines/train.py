@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from gan_core.config import ExperimentConfig
-from gan_core.data import Dataset, load_dataset
+from gan_core.data.prepared import dataset_version
 from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
 from gan_core.training import generator_from_checkpoint
-from pipelines.ray_train import Scaling, load_result_checkpoint, run_trainer
+from pipelines.datasets import load_for
+from pipelines.ray_train import FRAMES, Scaling, load_result_checkpoint, run_trainer
 from pipelines.serving import log_generator_model
 from pipelines.settings import Settings
 from pipelines.storage import Storage
@@ -29,16 +31,7 @@ class TrainResult:
     checkpoint_uri: str
     model_uri: str
     registered_version: str | None = None
-
-
-def dataset_version(dataset: Dataset) -> str:
-    """Content hash of the training data (the prepare step's dataset version, until it exists)."""
-    import hashlib
-
-    digest = hashlib.sha256(dataset.train_x.numpy().tobytes())
-    if dataset.train_y is not None:
-        digest.update(dataset.train_y.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    tags: dict[str, str] | None = None  # lineage: dataset version, config hash, code version
 
 
 def train_distributed(
@@ -49,6 +42,7 @@ def train_distributed(
     log: Callable[[str], None] = print,
     crash: dict[str, Any] | None = None,
     register_as: str | None = None,
+    bootstrap: int = 100,
 ) -> TrainResult:
     from pipelines import tracking
     from pipelines.ray_cluster import ensure_ray
@@ -58,7 +52,7 @@ def train_distributed(
     storage.check()  # fail fast on a missing bucket, bad credentials or an unreachable endpoint
     checkpoints = storage.child("checkpoints")
 
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    dataset = load_for(config)
     client = tracking.client_for(settings)
     tags = {
         "dataset.name": dataset.name,
@@ -81,25 +75,40 @@ def train_distributed(
     generator = generator_from_checkpoint(checkpoint)
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
     model_uri, version, report = publish_generator(
-        client, settings, run_id, run_name, generator, config, evaluator, tags, checkpoint["step"], register_as, log
+        client,
+        settings,
+        run_id,
+        run_name,
+        generator,
+        config,
+        evaluator,
+        tags,
+        checkpoint["step"],
+        register_as,
+        log,
+        bootstrap,
     )
     client.set_terminated(run_id, status="FINISHED")
     checkpoint_uri = f"{checkpoints.uri}/{run_name}"
-    return TrainResult(run_name, run_id, resumed, int(checkpoint["step"]), report, checkpoint_uri, model_uri, version)
+    steps = int(checkpoint["step"])
+    return TrainResult(run_name, run_id, resumed, steps, report, checkpoint_uri, model_uri, version, tags)
 
 
-def publish_generator(client, settings, run_id, run_name, generator, config, evaluator, tags, step, register_as, log):
+def publish_generator(
+    client, settings, run_id, run_name, generator, config, evaluator, tags, step, register_as, log, bootstrap=100
+):
     """Evaluate (with bootstrap intervals), log samples, the model and its card; register if asked."""
     import mlflow
 
     from pipelines import tracking
-    from pipelines.registry import model_card, register_version
+    from pipelines.registry import model_card
 
     dataset = evaluator.dataset
-    report = evaluator.evaluate(generator, bootstrap=100)
+    report = evaluator.evaluate(generator, bootstrap=bootstrap)
     tracking.log_metrics(client, run_id, {f"eval/{k}": v for k, v in flatten_report(report).items()}, step)
     picture = sample_picture(generator, dataset, config.eval.seed, run_name)
     tracking.log_image(client, run_id, picture, "samples/final.png")
+    log_training_gif(client, settings.tracking_uri, run_id)
     card = model_card(register_as or run_name, run_name, config.flat(), tags, report, "samples/final.png")
     client.log_text(run_id, card, "model_card.md")
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -107,11 +116,44 @@ def publish_generator(client, settings, run_id, run_name, generator, config, eva
         model_uri = log_generator_model(generator, config).model_uri
     version = None
     if register_as:
-        lineage = {**tags, "training.run_id": run_id, "training.run_name": run_name}
-        lineage.update({f"metric.{k}": f"{v['value']:.6g}" for k, v in report.items()})
-        version = register_version(client, register_as, model_uri, run_id, lineage)
-        log(f"registered {register_as} version {version} (alias challenger)")
+        version = register_generator(client, register_as, model_uri, run_id, run_name, tags, report, log)
     return model_uri, version, report
+
+
+def register_generator(client, name, model_uri, run_id, run_name, tags, report, log=print) -> str:
+    """Register the generator of training run `run_id` once: a repeated call returns the same version."""
+    from pipelines.registry import register_version
+
+    existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        version = max(existing, key=lambda v: int(v.version)).version
+        log(f"{name} version {version} already holds run {run_id}; not registering it twice")
+        return version
+    lineage = {**tags, "training.run_id": run_id, "training.run_name": run_name}
+    lineage.update({f"metric.{k}": f"{v['value']:.6g}" for k, v in report.items()})
+    version = register_version(client, name, model_uri, run_id, lineage)
+    log(f"registered {name} version {version} (alias challenger)")
+    return version
+
+
+def log_training_gif(client, tracking_uri: str, run_id: str) -> None:
+    """Assemble the frames the workers logged during training into samples/training.gif."""
+    import tempfile
+
+    import mlflow
+    from PIL import Image
+
+    from gan_core.pictures import save_gif
+
+    if not client.list_artifacts(run_id, FRAMES):
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=FRAMES, dst_path=folder, tracking_uri=tracking_uri
+        )
+        frames = [Image.open(path).convert("RGB") for path in sorted(Path(local).glob("step-*.png"))]
+        if frames:
+            client.log_artifact(run_id, str(save_gif(frames, Path(folder) / "training.gif")), "samples")
 
 
 def load_logged_generator(model_uri: str, tracking_uri: str) -> tuple[torch.nn.Module, ExperimentConfig]:

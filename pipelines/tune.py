@@ -23,7 +23,7 @@ import json
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +71,7 @@ class SearchResult:
     best_objective: float
     trials: list[dict[str, Any]]
     parent_run_id: str | None
+    best_params: dict[str, Any] = field(default_factory=dict)  # the searched keys' best values
 
 
 # --------------------------------------------------------------------------- trial side
@@ -152,10 +153,10 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     """The Tune trainable: one GAN, trained in this process, evaluated at milestones."""
     from ray import tune
 
-    from gan_core.data import load_dataset
+    from pipelines.datasets import load_for
 
     config = apply_overrides(from_dict(spec["base"]), params)
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    dataset = load_for(config)
     eval_config = type(config.eval)(**{**asdict(config.eval), "n_samples": spec["eval_samples"]})
     evaluator = Evaluator(dataset, eval_config, cache_dir=spec["cache_dir"])
     child = _mlflow_child(spec, params, config)
@@ -348,7 +349,8 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
     client.set_tag(parent_id, "ganpipe.best_trial", str(best["trial"]))
     client.set_terminated(parent_id)
     log(f"best trial {best['trial']}: objective {best['objective']:.4f}; best config in {folder / 'best.yaml'}")
-    return SearchResult(name, folder, best_config, best["objective"], trials, parent_id)
+    best_params = {k: best[k] for k in keys}
+    return SearchResult(name, folder, best_config, best["objective"], trials, parent_id, best_params)
 
 
 def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
@@ -368,16 +370,16 @@ def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
 
 
 def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: Path) -> str:
-    from gan_core.data import load_dataset
     from gan_core.outputs import sample_picture
     from gan_core.training import generator_from_checkpoint
+    from pipelines.datasets import load_for
 
     result = next((r for r in grid if r.checkpoint and r.checkpoint.path == best["checkpoint"]), None)
     if result is None:
         return ""
     with result.checkpoint.as_directory() as checkpoint_dir:
         generator = generator_from_checkpoint(load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE))
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    dataset = load_for(config)
     title = f"best trial {best['trial']}"
     sample_picture(generator, dataset, config.eval.seed, title).save(folder / "best_samples.png")
     return "best_samples.png"

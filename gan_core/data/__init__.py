@@ -7,6 +7,7 @@ from collections.abc import Callable
 from gan_core.data.dataset import Dataset
 from gan_core.data.images import load_digits, load_fashion_mnist, load_mnist, load_stacked_digits
 from gan_core.data.mixtures import load_grid, load_ring
+from gan_core.data.prepared import load_prepared
 from gan_core.registry import Registry
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
@@ -16,6 +17,7 @@ DATASETS.register("digits")(load_digits)
 DATASETS.register("stacked-digits")(load_stacked_digits)
 DATASETS.register("mnist")(load_mnist)
 DATASETS.register("fashion-mnist")(load_fashion_mnist)
+DATASETS.register("prepared")(load_prepared)  # a version folder written by the prepare flow (data.root)
 
 
 def load_dataset(name: str, root: str = "", n_train: int = 100_000, seed: int = 0) -> Dataset:

@@ -1,0 +1,115 @@
+"""`ganpipe prepare | pipeline | deploy`: the Prefect side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def add_flow_commands(commands: Any) -> None:
+    prepare = commands.add_parser(
+        "prepare", help="validate a source and store a versioned dataset", formatter_class=FORMATTER
+    )
+    prepare.add_argument("source", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
+    prepare.add_argument("--root", default="", help="IDX folder for mnist/fashion-mnist: a path or s3://bucket/prefix")
+    prepare.add_argument("--n-train", type=int, default=100_000, help="samples drawn for the 2-D mixtures")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the draw and of the train/test split")
+    prepare.set_defaults(handler=cmd_prepare)
+
+    pipeline = commands.add_parser(
+        "pipeline", help="run gan-pipeline: prepare, search, train, evaluate, register, promote",
+        formatter_class=FORMATTER,
+    )  # fmt: skip
+    pipeline.add_argument("--name", default="digits", help="pipeline name; a re-run with it reuses finished steps")
+    pipeline.add_argument("--preset", default="digits-cgan", help="config the search and training start from")
+    pipeline.add_argument("--source", default="digits", help="dataset to prepare (see `ganpipe prepare`)")
+    pipeline.add_argument("--source-root", default="", help="IDX folder or s3:// prefix for mnist/fashion-mnist")
+    pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="config override (repeatable)")  # fmt: skip
+    pipeline.add_argument("--space", default="digits", help="search space: ring, grid, digits or a YAML file")
+    pipeline.add_argument("--search-samples", type=int, default=4, help="search trials (0 skips the search)")
+    pipeline.add_argument("--search-steps", type=int, default=600, help="training steps per trial")
+    pipeline.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="search scheduler")
+    pipeline.add_argument("--train-steps", type=int, default=None, help="steps of the final training (default: preset)")
+    pipeline.add_argument("--workers", type=int, default=1, help="Ray Train workers for the final training")
+    pipeline.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per training worker")
+    pipeline.add_argument("--model", default=None, help="registered model name (default: NAME-generator)")
+    pipeline.add_argument("--margin", type=float, default=0.0, help="promotion margin on the objective")
+    pipeline.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for intervals")
+    pipeline.add_argument("--n-train", type=int, default=100_000, help="samples drawn for the 2-D mixtures")
+    pipeline.set_defaults(handler=cmd_pipeline)
+
+    deploy = commands.add_parser("deploy", help="create the scheduled Prefect deployments", formatter_class=FORMATTER)
+    deploy.add_argument(
+        "--pool", default=None, help="process work pool (default: $GANPIPE_WORK_POOL or ganpipe-process)"
+    )
+    deploy.add_argument("--nightly-cron", default="0 2 * * *", help="cron (UTC) of nightly-train")
+    deploy.add_argument("--weekly-cron", default="0 3 * * 6", help="cron (UTC) of weekly-search")
+    deploy.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=JSON",
+                        help="gan-pipeline parameter for both deployments, e.g. --param preset='\"ring\"'")  # fmt: skip
+    deploy.set_defaults(handler=cmd_deploy)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipelines.flows.prepare import prepare
+
+    version = prepare(args.source, args.root, args.n_train, args.seed)
+    print(json.dumps({"name": version.name, "version": version.version, "uri": version.uri,
+                      "reused": version.reused, "statistics": version.manifest["statistics"]}, indent=2))  # fmt: skip
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipelines.flows.pipeline import gan_pipeline
+    from pipelines.settings import Settings
+
+    summary = gan_pipeline(
+        name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,
+        overrides=args.overrides, search_space=args.space, search_samples=args.search_samples,
+        search_steps=args.search_steps, search_scheduler=args.scheduler, train_steps=args.train_steps,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker, model_name=args.model, margin=args.margin,
+        bootstrap=args.bootstrap, n_train=args.n_train,
+    )  # fmt: skip
+    _print_where(summary, Settings.from_env())
+    return 0
+
+
+def _print_where(summary: dict[str, Any], settings) -> None:
+    decision = summary["decision"]
+    verdict = "is now champion" if decision["promoted"] else f"not promoted ({decision['reason']})"
+    lines = [
+        "",
+        f"pipeline {summary['name']}: {summary['model_name']} version {summary['version']} {verdict}",
+        *(f"  {k:<12} {v}" for k, v in summary["outputs"].items()),
+        "open the MLflow UI:  mlflow ui --backend-store-uri " + settings.tracking_uri
+        if settings.tracking_uri.startswith("sqlite")
+        else f"open the MLflow UI:  {settings.tracking_uri}",
+        "open the Prefect UI: prefect server start   (then http://127.0.0.1:4200; shows this run's flow and report)",
+    ]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import os
+
+    from pipelines.flows.deploy import DEFAULT_POOL, deploy, schedules
+
+    pool = args.pool or os.environ.get("GANPIPE_WORK_POOL", DEFAULT_POOL)
+    parameters = {}
+    for item in args.params:
+        key, _, value = item.partition("=")
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"--param {item!r}: the value after '=' must be JSON (quote strings: key='\"text\"')"
+            ) from None
+    ids = deploy(pool, schedules(args.nightly_cron, args.weekly_cron, parameters))
+    for name, deployment_id in ids.items():
+        print(f"{name}  {deployment_id}  (pool {pool})")
+    print(f"start a worker: prefect worker start --pool {pool} --type process", file=sys.stderr)
+    return 0

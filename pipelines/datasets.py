@@ -1,0 +1,111 @@
+"""Versioned datasets in storage: publish a prepared version, fetch it where training runs.
+
+gan_core reads a prepared version from a local folder; this module moves versions between
+that folder and the storage layer (a path or s3://), so that every Ray worker, trial and
+evaluation reads exactly the bytes the prepare flow validated.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gan_core.config import ExperimentConfig
+from gan_core.data import DATASETS, Dataset, load_dataset
+from gan_core.data.prepared import MANIFEST, build_manifest, encode_shards
+from pipelines.storage import Storage
+
+IDX_SOURCES = ("mnist", "fashion-mnist")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    version: str
+    uri: str  # the version folder in storage; what `data.root` points at
+    reused: bool  # True: this content was already stored, nothing was written
+    manifest: dict[str, Any]
+
+    def overrides(self) -> list[str]:
+        """Config overrides that make a training run read this version."""
+        return ["data.name=prepared", f"data.root={self.uri}"]
+
+
+def read_source(source: str, root: str, n_train: int, seed: int, scratch: Path) -> tuple[Dataset, dict[str, Any]]:
+    """Load a source dataset by name; IDX folders may live in storage (s3://) and are copied to `scratch`."""
+    if source not in DATASETS or source == "prepared":
+        allowed = [n for n in DATASETS.names() if n != "prepared"]
+        raise ValueError(f"unknown source {source!r}; allowed: {allowed}")
+    local_root = root
+    if source in IDX_SOURCES and root.startswith("s3://"):
+        local_root = str(_download_folder(Storage.from_uri(root), scratch / "idx"))
+    dataset = load_dataset(source, local_root, n_train, seed)
+    origin = {"source": source, "root": root, "n_train": n_train, "seed": seed}
+    return dataset, origin
+
+
+def publish(dataset: Dataset, storage: Storage, origin: dict[str, Any]) -> DatasetVersion:
+    """Store the dataset under datasets/NAME/VERSION unless that exact content is already there."""
+    shards = encode_shards(dataset)
+    manifest = build_manifest(dataset, shards, origin)
+    target = storage.child("datasets", manifest["name"], manifest["version"])
+    existing = _stored_manifest(target)
+    if existing is not None and existing["content_hash"] == manifest["content_hash"]:
+        return DatasetVersion(manifest["name"], manifest["version"], target.uri, True, existing)
+    for name, data in shards.items():
+        target.write_bytes(name, data)
+    target.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())  # last: marks the version complete
+    return DatasetVersion(manifest["name"], manifest["version"], target.uri, False, manifest)
+
+
+def fetch(uri: str, cache: Path) -> Path:
+    """A local folder holding the version at `uri`, downloading it into `cache` when it is remote."""
+    storage = Storage.from_uri(uri)
+    if storage.scheme == "file":
+        return Path(storage.prefix)
+    manifest = _stored_manifest(storage)
+    if manifest is None:
+        raise FileNotFoundError(f"{uri}: no {MANIFEST} there; run the prepare flow first")
+    local = cache / "datasets" / manifest["name"] / manifest["content_hash"]
+    if (local / MANIFEST).is_file():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=".incoming-"))
+    for name in [*manifest["shards"], MANIFEST]:
+        (staging / name).write_bytes(storage.read_bytes(name))
+    try:
+        staging.rename(local)  # atomic: concurrent workers on one node never see half a folder
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another worker finished first
+    return local
+
+
+def load_for(config: ExperimentConfig, cache: Path | None = None) -> Dataset:
+    """The dataset a config names; a prepared version in storage is fetched to the local cache first."""
+    root = config.data.root
+    if config.data.name == "prepared":
+        from pipelines.settings import Settings
+
+        root = str(fetch(root, cache or Settings.from_env().home / "cache"))
+    return load_dataset(config.data.name, root, config.data.n_train, config.data.seed)
+
+
+def _stored_manifest(storage: Storage) -> dict[str, Any] | None:
+    if not storage.exists(MANIFEST):
+        return None
+    return json.loads(storage.read_bytes(MANIFEST))
+
+
+def _download_folder(storage: Storage, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    names = storage.list()
+    if not names:
+        raise FileNotFoundError(f"{storage.uri}: no files there (expected the four IDX files)")
+    for name in names:
+        if "/" not in name:
+            (into / name).write_bytes(storage.read_bytes(name))
+    return into

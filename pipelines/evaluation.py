@@ -1,0 +1,73 @@
+"""`ganpipe evaluate`: the full evaluation protocol on any generator, written as JSON and to MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipelines.settings import Settings
+
+
+def evaluate_source(
+    source: str, settings: Settings, n_samples: int | None, bootstrap: int, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Fixed seeds, N samples, bootstrap intervals; `source` is a model URI, checkpoint or run folder."""
+    from gan_core.metrics import Evaluator
+    from pipelines.datasets import load_for
+
+    generator, config, label = load_generator(source, settings)
+    evaluator = Evaluator(load_for(config), config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+    report = evaluator.evaluate(generator, n_samples, bootstrap=bootstrap)
+    summary = {
+        "source": label,
+        "seed": config.eval.seed,
+        "n_samples": n_samples or evaluator.n_samples,
+        "bootstrap": bootstrap,
+        "metrics": report,
+    }
+    if is_model_uri(source):
+        summary["mlflow_run_id"] = log_evaluation(settings, source, report)
+    return summary
+
+
+def is_model_uri(source: str) -> bool:
+    return source.startswith(("runs:/", "models:/")) or "://" in source
+
+
+def load_generator(source: str, settings: Settings):
+    """(generator, config, label) from an MLflow model URI, a checkpoint file or a run folder."""
+    from gan_core.config import from_dict
+    from gan_core.outputs import latest_checkpoint
+    from gan_core.training import generator_from_checkpoint, load_checkpoint
+
+    if is_model_uri(source):
+        from pipelines.train import load_logged_generator
+
+        generator, config = load_logged_generator(source, settings.tracking_uri)
+        return generator, config, source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{source} is neither an MLflow model URI nor an existing checkpoint or run folder")
+    ckpt = latest_checkpoint(path / "checkpoints") if path.is_dir() else load_checkpoint(path)
+    if ckpt is None:
+        raise FileNotFoundError(f"{path} holds no checkpoint (expected checkpoints/step-N.pt)")
+    return generator_from_checkpoint(ckpt), from_dict(ckpt["config"]), f"{path} (step {ckpt['step']})"
+
+
+def log_evaluation(settings: Settings, model_uri: str, report: dict) -> str:
+    """One MLflow run per evaluation, tagged with the model it judged; returns its id."""
+    from pipelines import tracking
+
+    client = tracking.client_for(settings)
+    run = client.create_run(
+        tracking.experiment_id(client, settings),
+        run_name="evaluate",
+        tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri},
+    )
+    flat = {}
+    for name, values in report.items():
+        flat.update({f"{name}_{k}" if k != "value" else name: v for k, v in values.items()})
+    tracking.log_metrics(client, run.info.run_id, flat, 0)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,159 @@
+"""`gan-pipeline`: prepare -> search -> train the best config longer -> evaluate -> register -> promote.
+
+Every finished step is recorded (see stages.py), so a run that was interrupted, or a repeat
+on unchanged data, picks up where the last one stopped instead of redoing work. With
+`search_samples=0` the search is skipped and the best configuration of the latest search
+(or the preset) is trained: that is the nightly deployment; the weekly one searches.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from gan_core.config import ExperimentConfig, load_config, preset_path
+from pipelines.flows import steps
+from pipelines.flows.prepare import prepare
+from pipelines.flows.report import pipeline_report
+from pipelines.flows.stages import Stages
+from pipelines.search_space import apply_overrides
+from pipelines.settings import Settings
+from pipelines.storage import Storage
+
+BEST_CONFIG = "best.yaml"  # pipelines/NAME/best.yaml: the latest search's winner, read by runs that skip the search
+
+
+@flow(name="gan-pipeline", log_prints=True)
+def gan_pipeline(
+    name: str = "digits",
+    preset: str = "digits-cgan",
+    source: str = "digits",
+    source_root: str = "",
+    overrides: list[str] | None = None,
+    search_space: str = "digits",
+    search_samples: int = 4,
+    search_steps: int = 600,
+    search_scheduler: str = "asha",
+    train_steps: int | None = None,
+    workers: int = 1,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
+    model_name: str | None = None,
+    margin: float = 0.0,
+    bootstrap: int = 100,
+    n_train: int = 100_000,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    settings = Settings.from_env()
+    storage = Storage.from_uri(settings.storage_uri)
+    model_name = model_name or f"{name}-generator"
+
+    data = prepare(source, source_root, n_train)
+    stages = Stages(storage, name, data.version)
+    base = load_config(preset_path(preset), [*(overrides or []), *data.overrides()])
+
+    searched = None
+    if search_samples > 0:
+        searched = stages.finished("search") or stages.record(
+            "search",
+            steps.search(
+                _search_base(base, search_steps),
+                _search_options(search_space, search_samples, search_scheduler),
+                f"{name}-{data.version}",
+            ),  # fmt: skip
+        )
+        storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched["best_params"]).encode())
+    config = _training_config(base, searched, storage.child("pipelines", name), train_steps)
+
+    key = config.hash()[:8]  # a new config, like new data, is new work; the same one is reused
+    run_name = f"{name}-{data.version}-{key}"
+    scaling = {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker}
+    trained = stages.finished(f"train-{key}") or stages.record(
+        f"train-{key}", steps.train(config.to_dict(), run_name, scaling)
+    )
+    evaluation = stages.finished(f"evaluate-{key}") or stages.record(
+        f"evaluate-{key}", steps.evaluate(trained["model_uri"], bootstrap)
+    )
+    version = (stages.finished(f"register-{key}") or stages.record(
+        f"register-{key}", {"version": steps.register(model_name, trained, evaluation["metrics"])}
+    ))["version"]  # fmt: skip
+    decision = steps.promote(model_name, version, margin, bootstrap)
+
+    summary = {
+        "name": name,
+        "dataset": {"name": data.name, "version": data.version, "uri": data.uri, "reused": data.reused},
+        "run_name": run_name,
+        "run_id": trained["run_id"],
+        "model_uri": trained["model_uri"],
+        "model_name": model_name,
+        "version": version,
+        "metrics": evaluation["metrics"],
+        "decision": decision,
+        "search": searched,
+    }
+    summary["outputs"] = _keep_outputs(settings, summary)
+    markdown = pipeline_report(summary)
+    Path(summary["outputs"]["report"]).write_text(markdown)
+    create_markdown_artifact(markdown, key=_artifact_key(name), description=f"gan-pipeline {name}")
+    logger.info("pipeline %s finished: %s v%s, %s", name, model_name, version, decision["reason"])
+    return summary
+
+
+def _search_base(base: ExperimentConfig, search_steps: int) -> dict[str, Any]:
+    return apply_overrides(base, {"train.steps": search_steps}).to_dict()
+
+
+def _search_options(space: str, samples: int, scheduler: str) -> dict[str, Any]:
+    # Two trials at a time suit the embedded default's two cores; a cluster raises it with the deployment.
+    return {"space": space, "num_samples": samples, "scheduler": scheduler, "max_concurrent": 2, "eval_samples": 1000}
+
+
+def _training_config(
+    base: ExperimentConfig, searched: dict[str, Any] | None, home: Storage, train_steps: int | None
+) -> ExperimentConfig:
+    """The base config with the search's best values (this run's, else the latest stored) and the step budget."""
+    if searched is not None:
+        best = searched["best_params"]
+    elif home.exists(BEST_CONFIG):
+        best = yaml.safe_load(home.read_bytes(BEST_CONFIG)) or {}
+    else:
+        best = {}
+    config = apply_overrides(base, best)
+    return apply_overrides(config, {"train.steps": train_steps}) if train_steps else config
+
+
+def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]:
+    """Copy the pictures next to the report in GANPIPE_HOME/pipelines/NAME, where a person looks first."""
+    import mlflow
+
+    folder = settings.home / "pipelines" / summary["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = {"report": str(folder / "report.md")}
+    for artifact in ("samples/final.png", "samples/training.gif"):
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=summary["run_id"], artifact_path=artifact, dst_path=scratch,
+                    tracking_uri=settings.tracking_uri,
+                )  # fmt: skip
+            except Exception as error:  # noqa: BLE001 - a missing picture must not fail a finished pipeline
+                get_run_logger().warning("could not fetch %s: %s", artifact, error)
+                continue
+            target = folder / Path(artifact).name
+            target.write_bytes(Path(local).read_bytes())
+            outputs[Path(artifact).stem] = str(target)
+    outputs["model"] = f"models:/{summary['model_name']}/{summary['version']}"
+    if summary["decision"]["promoted"] or summary["decision"]["reason"] == "already the champion":
+        outputs["champion"] = f"models:/{summary['model_name']}@champion"
+    outputs["mlflow run"] = f"{settings.tracking_uri} run {summary['run_id']}"
+    return outputs
+
+
+def _artifact_key(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return f"gan-pipeline-{cleaned}"[:100]

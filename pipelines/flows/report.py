@@ -1,0 +1,48 @@
+"""The markdown a pipeline run leaves behind: in Prefect as an artifact, on disk beside the pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def pipeline_report(summary: dict[str, Any]) -> str:
+    lines = [f"# gan-pipeline `{summary['name']}`", ""]
+    data = summary["dataset"]
+    lines += [f"- dataset: `{data['name']}` version `{data['version']}` at `{data['uri']}`"]
+    lines += [f"- training run: `{summary['run_name']}` (MLflow run `{summary['run_id']}`)"]
+    lines += [f"- model: `{summary['model_uri']}`, registered as `{summary['model_name']}` v{summary['version']}"]
+    lines += [""] + _decision(summary["decision"]) + [""] + _metrics(summary["metrics"])
+    if summary.get("search"):
+        search = summary["search"]
+        lines += ["", f"## Search `{search['name']}`: {search['trials']} trials, best objective "
+                  f"{search['best_objective']:.4f}", "", f"best values: `{search['best_params']}`"]  # fmt: skip
+        table = Path(search["results_table"])
+        if table.is_file():
+            lines += ["", table.read_text()]
+    lines += ["", "## Where things are", ""] + [f"- {k}: `{v}`" for k, v in summary["outputs"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _decision(decision: dict[str, Any]) -> list[str]:
+    verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+    lines = ["## Promotion", "", f"Version {decision['challenger']} {verdict}: {decision['reason']}."]
+    if decision.get("difference") is not None:
+        lines.append(
+            f"Objective {decision['objective_challenger']:.4f} vs champion {decision['objective_champion']:.4f}: "
+            f"difference {decision['difference']:+.4f}, 95% CI [{decision['ci_low']:+.4f}, {decision['ci_high']:+.4f}]"
+            f", margin {decision['margin']}."
+        )
+    gates = decision.get("gates") or {}
+    if gates:
+        lines.append("Gates: " + ", ".join(f"{k} {'passed' if ok else 'FAILED'}" for k, ok in gates.items()) + ".")
+    return lines
+
+
+def _metrics(metrics: dict[str, dict[str, float]]) -> list[str]:
+    lines = ["## Evaluation", "", "| metric | value | 95% interval | real data |", "|---|---|---|---|"]
+    for name, values in metrics.items():
+        interval = f"[{values['ci_low']:.4g}, {values['ci_high']:.4g}]" if "ci_low" in values else ""
+        real = f"{values['real']:.4g}" if "real" in values else ""
+        lines.append(f"| {name} | {values['value']:.4g} | {interval} | {real} |")
+    return lines

@@ -1,0 +1,78 @@
+"""`ganpipe deploy` against a real `prefect server`; a process worker runs the nightly deployment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.integration.services import BIN, free_port, service, stop
+
+pytestmark = pytest.mark.integration
+
+POOL = "ganpipe-it-pool"
+NIGHTLY_PARAMS = {"name": "nightly", "preset": "ring", "source": "ring", "n_train": 5000, "train_steps": 300,
+                  "bootstrap": 20}  # fmt: skip
+
+
+def test_deployments_are_scheduled_and_a_worker_completes_a_run(settings, ray_cluster, tmp_path: Path):
+    import json
+
+    import ray
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GANPIPE_HOME": str(settings.home),
+        "GANPIPE_STORAGE": settings.storage_uri,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "GANPIPE_EXPERIMENT": settings.experiment,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+    }
+    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
+              "--analytics-off"]  # fmt: skip
+    with service(server, f"{api}/health", tmp_path / "server.log", env, timeout=120):
+        params = [arg for k, v in NIGHTLY_PARAMS.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
+        deployed = subprocess.run([str(BIN / "ganpipe"), "deploy", "--pool", POOL, *params],
+                                  env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert deployed.returncode == 0, deployed.stderr
+        assert "gan-pipeline/nightly-train" in deployed.stdout and "gan-pipeline/weekly-search" in deployed.stdout
+
+        schedules = _deployment_schedules(api)
+        assert schedules == {"nightly-train": ["0 2 * * *"], "weekly-search": ["0 3 * * 6"]}
+
+        log = (tmp_path / "worker.log").open("w")
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            state = _run_and_wait(api, "gan-pipeline/nightly-train", timeout=420)
+        finally:
+            stop(worker)  # the worker goes before the server, or it hangs on shutdown
+        assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+
+    versions = MlflowClient(settings.tracking_uri).search_model_versions("name='nightly-generator'")
+    assert [v.version for v in versions] == ["1"]
+
+
+def _deployment_schedules(api: str) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        return {d.name: [s.schedule.cron for s in d.schedules] for d in client.read_deployments()}
+
+
+def _run_and_wait(api: str, deployment: str, timeout: float) -> str:
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}):
+        run = run_deployment(deployment, timeout=timeout, poll_interval=3)
+    return run.state.type.value if run.state else "UNKNOWN"
