@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# gan-pipeline on the embedded default: local Ray, Prefect's ephemeral mode, MLflow in runs/mlflow.db.
 demo: $(STAMP)
-	$(VENV)/bin/ganpipe train --local --preset digits-cgan --name demo-digits
-	$(VENV)/bin/ganpipe train --local --preset ring --name demo-ring
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/ganpipe pipeline --name digits
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check gan_core pipelines tests bench
