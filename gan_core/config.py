@@ -107,6 +107,10 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # Both learning rates stay constant, or from `decay_start` (a fraction of train.steps) fall
+    # towards 0 at the last step, linearly or along a half cosine.
+    lr_schedule: Literal["constant", "linear-decay", "cosine"] = "constant"
+    decay_start: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("lr_g", "lr_d"):
@@ -115,6 +119,17 @@ class OptimConfig:
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             _check(0 <= value < 1, f"optim.{key}", "a number in [0, 1)", value)
+        _check(0 <= self.decay_start < 1, "optim.decay_start", "a number in [0, 1)", self.decay_start)
+
+    def lr_scale(self, step: int, steps: int) -> float:
+        """Multiplier of lr_g and lr_d for generator update `step` (1-based) of `steps`."""
+        done = (step - 1) / steps  # fraction of training behind this update, in [0, 1)
+        if self.lr_schedule == "constant" or done < self.decay_start:
+            return 1.0
+        progress = (done - self.decay_start) / (1.0 - self.decay_start)
+        if self.lr_schedule == "linear-decay":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)

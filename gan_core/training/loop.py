@@ -81,6 +81,8 @@ def fit(
         step = state.step + 1
         report = step % train.log_every == 0 or step % train.checkpoint_every == 0 or step == train.steps
         ctx.instance_noise = config.loss.instance_noise * max(0.0, 1.0 - state.step / train.steps)
+        if config.optim.lr_schedule != "constant":
+            _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
         # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
         for k in range(train.d_steps):
@@ -124,6 +126,14 @@ def fit(
 
     hook.on_end(state)
     return state
+
+
+def _scale_learning_rates(state: TrainState, scale: float) -> None:
+    """`optim.lr_schedule`: both optimisers at their configured rate times `scale`."""
+    optim = state.config.optim
+    for optimizer, lr in ((state.opt_g, optim.lr_g), (state.opt_d, optim.lr_d)):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * scale
 
 
 @torch.no_grad()

@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,19 @@ def test_k_discriminator_steps_per_generator_step():
     d_steps = {float(s["step"]) for s in state.opt_d.state.values()}
     g_steps = {float(s["step"]) for s in state.opt_g.state.values()}
     assert d_steps == {12.0} and g_steps == {4.0}
+
+
+def test_learning_rate_schedule_reaches_the_optimisers_and_resumes():
+    data = load_dataset("ring", n_train=2000)
+    schedule = ("optim.lr_schedule=linear-decay", "optim.decay_start=0.25")
+    recorder = Recorder()
+    recorder.on_checkpoint = lambda step, ckpt, state: recorder.checkpoints.append((step, copy.deepcopy(ckpt)))
+    state = fit(_config(*schedule), data, [recorder])
+    assert [g["lr"] for g in state.opt_g.param_groups] == pytest.approx([2e-4 / 15])  # update 20 of 20
+    assert [g["lr"] for g in state.opt_d.param_groups] == pytest.approx([2e-4 / 15])
+    step, checkpoint = recorder.checkpoints[0]  # mid-decay: a resumed run must take up the schedule there
+    assert step == 10
+    assert torch.equal(_weights(state), _weights(fit(_config(*schedule), data, resume_from=checkpoint)))
 
 
 @pytest.mark.parametrize(
