@@ -108,9 +108,10 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     # Both learning rates stay constant, or from `decay_start` (a fraction of train.steps) fall
-    # towards 0 at the last step, linearly or along a half cosine.
+    # towards `decay_to` times their value at the last step, linearly or along a half cosine.
     lr_schedule: Literal["constant", "linear-decay", "cosine"] = "constant"
     decay_start: float = 0.0
+    decay_to: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("lr_g", "lr_d"):
@@ -120,6 +121,7 @@ class OptimConfig:
             value = getattr(self, key)
             _check(0 <= value < 1, f"optim.{key}", "a number in [0, 1)", value)
         _check(0 <= self.decay_start < 1, "optim.decay_start", "a number in [0, 1)", self.decay_start)
+        _check(0 <= self.decay_to <= 1, "optim.decay_to", "a number in [0, 1]", self.decay_to)
 
     def lr_scale(self, step: int, steps: int) -> float:
         """Multiplier of lr_g and lr_d for generator update `step` (1-based) of `steps`."""
@@ -127,9 +129,9 @@ class OptimConfig:
         if self.lr_schedule == "constant" or done < self.decay_start:
             return 1.0
         progress = (done - self.decay_start) / (1.0 - self.decay_start)
-        if self.lr_schedule == "linear-decay":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        linear = self.lr_schedule == "linear-decay"
+        shape = 1.0 - progress if linear else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.decay_to + (1.0 - self.decay_to) * shape
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("model.pack=0", "model.pack"),
         ("optim.lr_schedule=step", "optim.lr_schedule"),
         ("optim.decay_start=1.0", "optim.decay_start"),
+        ("optim.decay_to=1.5", "optim.decay_to"),
     ],
 )
 def test_bad_values_and_unknown_keys_name_the_key(override: str, named: str):
@@ -68,6 +69,8 @@ def test_learning_rate_schedules():
     assert [scale("linear-decay", s) for s in (1, 51, 76, 100)] == pytest.approx([1.0, 1.0, 0.5, 0.02])
     assert [scale("cosine", s) for s in (1, 51, 76)] == pytest.approx([1.0, 1.0, 0.5])
     assert 0 < scale("cosine", 100) < 0.01
+    floor = load_config(overrides=["optim.lr_schedule=linear-decay", "optim.decay_start=0.5", "optim.decay_to=0.2"])
+    assert [floor.optim.lr_scale(s, 100) for s in (51, 76)] == pytest.approx([1.0, 0.6])
 
 
 def test_cross_field_rules():
