@@ -74,10 +74,14 @@ class RayReporter(Hook):
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
         if self.client is not None and samples.dim() == 4:
-            from gan_core.pictures import image_grid
+            from gan_core.models import is_translator
+            from gan_core.pictures import image_grid, translation_grid
             from pipelines.tracking import log_image
 
-            log_image(self.client, self.run_id, image_grid(samples), f"samples/step-{step:06d}.png")
+            # A translator's samples are translations of its fixed inputs: show them side by side.
+            translator = is_translator(state.generator)
+            picture = translation_grid(state.fixed_latent.cpu(), samples) if translator else image_grid(samples)
+            log_image(self.client, self.run_id, picture, f"samples/step-{step:06d}.png")
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         import ray.train
