@@ -66,7 +66,7 @@ class ModelConfig:
         _check(
             self.conditioning == "none" or self.name not in TRANSLATION_MODELS,
             "model.conditioning",
-            f"'none' with model {self.name!r}, which translates images rather than drawing them by class",
+            f"'none' with model {self.name!r}, which translates samples rather than drawing them by class",
             self.conditioning,
         )
         for key in ("latent_dim", "g_width", "d_width"):

@@ -63,7 +63,6 @@ class Reference:
     dataset: Dataset  # for translations: domain B, where the translations should look real
     features: torch.Tensor | None = None  # train split
     class_histogram: torch.Tensor | None = None
-    source: Dataset | None = None  # for translations: the two-domain dataset (A with B as its target)
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ class Evaluator:
 
     def _reference(self) -> Reference:
         domain = self.domain
-        reference = Reference(domain, source=self.dataset if self.dataset.translation else None)
+        reference = Reference(domain)
         if self.classifier is not None:
             n = min(len(domain.train_x), max(self.config.n_samples, 2500), PRDC_MAX * 2)
             reference.features = self.view(domain.train_x[:n]).features
