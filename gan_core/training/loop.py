@@ -1,7 +1,10 @@
 """The training loop: k discriminator steps, one generator step, EMA, report. Repeat.
 
 Metrics stay on the device and are read once per `train.log_every` steps, so the loop never
-waits on the accelerator in between.
+waits on the accelerator in between. What a discriminator or generator step does depends on the
+kind of model: a GAN drawing from noise (`GANPhases`) or a translation model such as DiscoGAN,
+whose "generator" is a pair of generators and "discriminator" a critic per domain
+(`TranslationPhases`); the loop around them is the same.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from torch import nn
 from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
+from gan_core.models import is_translator
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.state import TrainState, build_state
-from gan_core.training.step import StepContext, discriminator_step, generator_step
+from gan_core.training.step import GANPhases, StepContext
+from gan_core.training.translation_step import TranslationPhases
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -72,6 +77,7 @@ def fit(
         autocast=autocast_for(config, device),
         num_classes=state.generator.num_classes,
     )
+    phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
     train = config.train
     meter = Meter()
     hook.on_start(state)
@@ -84,21 +90,10 @@ def fit(
 
         # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
         for k in range(train.d_steps):
-            real, labels = state.batches.next()
-            real = real.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True) if labels is not None and ctx.num_classes else None
-            meter.add(
-                discriminator_step(
-                    d_train, state.generator, state.opt_d, real, labels, ctx, report and k == train.d_steps - 1
-                )
-            )
+            meter.add(phases.discriminator(measure=report and k == train.d_steps - 1))
 
         # Phase 2: the generator, once.
-        meter.add(
-            generator_step(
-                g_train, state.generator, state.discriminator, state.opt_g, real.shape[0], device, ctx, report
-            )
-        )
+        meter.add(phases.generator(measure=report))
 
         # Phase 3: the moving average of G that we actually sample from.
         if state.ema is not None:
