@@ -64,20 +64,8 @@ def fit(
     and D for the update that trains each; `rank`/`world_size` pick this worker's data.
     """
     hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
-    device = device or resolve_device(config.train.device)
-    state = build_state(config, dataset, device, rank, world_size)
-    if resume_from is not None:
-        state.load_checkpoint(resume_from, rank)
-    g_train = wrap(state.generator) if wrap else state.generator
-    d_train = wrap(state.discriminator) if wrap else state.discriminator
-    ctx = StepContext(
-        loss=LOSSES.get(config.loss.name)(),
-        loss_cfg=config.loss,
-        noise=state.noise,
-        autocast=autocast_for(config, device),
-        num_classes=state.generator.num_classes,
-    )
-    phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
+    state, phases = start_training(config, dataset, device, rank, world_size, wrap, resume_from)
+    ctx = phases.ctx
     train = config.train
     meter = Meter()
     hook.on_start(state)
@@ -88,17 +76,7 @@ def fit(
         report = step % train.log_every == 0 or step % train.checkpoint_every == 0 or step == train.steps
         ctx.instance_noise = config.loss.instance_noise * max(0.0, 1.0 - state.step / train.steps)
 
-        # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
-        for k in range(train.d_steps):
-            meter.add(phases.discriminator(measure=report and k == train.d_steps - 1))
-
-        # Phase 2: the generator, once.
-        meter.add(phases.generator(measure=report))
-
-        # Phase 3: the moving average of G that we actually sample from.
-        if state.ema is not None:
-            state.ema.update(state.generator, step)
-        state.step = step
+        train_step(state, phases, meter, report)
 
         # Phase 4: report. Reading the meter is the loop's only host sync.
         if report:
@@ -119,6 +97,49 @@ def fit(
 
     hook.on_end(state)
     return state
+
+
+def start_training(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    device: torch.device | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    resume_from: dict | None = None,
+) -> tuple[TrainState, GANPhases | TranslationPhases]:
+    """The state and the step's phases that `fit` drives (benchmarks drive them the same way)."""
+    device = device or resolve_device(config.train.device)
+    state = build_state(config, dataset, device, rank, world_size)
+    if resume_from is not None:
+        state.load_checkpoint(resume_from, rank)
+    g_train = wrap(state.generator) if wrap else state.generator
+    d_train = wrap(state.discriminator) if wrap else state.discriminator
+    ctx = StepContext(
+        loss=LOSSES.get(config.loss.name)(),
+        loss_cfg=config.loss,
+        noise=state.noise,
+        autocast=autocast_for(config, device),
+        num_classes=state.generator.num_classes,
+    )
+    phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
+    return state, phases
+
+
+def train_step(state: TrainState, phases: GANPhases | TranslationPhases, meter: Meter, report: bool) -> None:
+    """One training step, phases 1-3; `report` asks the phases for their metrics (kept on the device)."""
+    d_steps = state.config.train.d_steps
+    # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
+    for k in range(d_steps):
+        meter.add(phases.discriminator(measure=report and k == d_steps - 1))
+
+    # Phase 2: the generator, once.
+    meter.add(phases.generator(measure=report))
+
+    # Phase 3: the moving average of G that we actually sample from.
+    state.step += 1
+    if state.ema is not None:
+        state.ema.update(state.generator, state.step)
 
 
 @torch.no_grad()
