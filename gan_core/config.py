@@ -60,9 +60,15 @@ class ModelConfig:
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
 
     def __post_init__(self) -> None:
-        from gan_core.models import MODELS
+        from gan_core.models import MODELS, TRANSLATION_MODELS
 
         _check(self.name in MODELS, "model.name", f"one of {MODELS.names()}", self.name)
+        _check(
+            self.conditioning == "none" or self.name not in TRANSLATION_MODELS,
+            "model.conditioning",
+            f"'none' with model {self.name!r}, which translates samples rather than drawing them by class",
+            self.conditioning,
+        )
         for key in ("latent_dim", "g_width", "d_width"):
             _check(getattr(self, key) >= 1, f"model.{key}", "an integer >= 1", getattr(self, key))
         for key in ("g_depth", "d_depth"):
@@ -84,12 +90,16 @@ class LossConfig:
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - s (ganhacks)
     instance_noise: float = 0.0  # std of noise added to D's inputs, annealed linearly to 0
     aux_weight: float = 1.0  # weight of the AC-GAN classification loss
+    # Translation models (DiscoGAN): distance between an input and its round trip A->B->A
+    # (and B->A->B), and its weight beside the two adversarial losses (Kim et al. 2017 use 1).
+    reconstruction: Literal["mse", "l1"] = "mse"
+    reconstruction_weight: float = 1.0
 
     def __post_init__(self) -> None:
         from gan_core.losses import LOSSES
 
         _check(self.name in LOSSES, "loss.name", f"one of {LOSSES.names()}", self.name)
-        for key in ("r1_weight", "gp_weight", "instance_noise", "aux_weight"):
+        for key in ("r1_weight", "gp_weight", "instance_noise", "aux_weight", "reconstruction_weight"):
             value = getattr(self, key)
             _check(math.isfinite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
         _check(0 <= self.label_smoothing < 0.5, "loss.label_smoothing", "a number in [0, 0.5)", self.label_smoothing)
@@ -185,6 +195,26 @@ class ExperimentConfig:
             "train.batch_size",
             f"a multiple of model.pack={self.model.pack}",
             self.train.batch_size,
+        )
+        self._check_translation_pairing()
+
+    def _check_translation_pairing(self) -> None:
+        """A translation model needs a dataset of two domains, and only it can use one."""
+        from gan_core.data import TRANSLATION_DATASETS
+        from gan_core.models import TRANSLATION_MODELS
+
+        translator, paired = self.model.name in TRANSLATION_MODELS, self.data.name in TRANSLATION_DATASETS
+        _check(
+            paired or not translator,
+            "data.name",
+            f"a two-domain dataset for model {self.model.name!r}: one of {sorted(TRANSLATION_DATASETS)}",
+            self.data.name,
+        )
+        _check(
+            translator or not paired,
+            "model.name",
+            f"a translation model for the two-domain dataset {self.data.name!r}: one of {sorted(TRANSLATION_MODELS)}",
+            self.model.name,
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

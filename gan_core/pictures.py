@@ -79,6 +79,62 @@ def render_samples(
     return scatter_plot(samples, modes, sigma, title)
 
 
+def translation_grid(inputs: torch.Tensor, *outputs: torch.Tensor, columns: int = 8, gap: int = 3) -> Image.Image:
+    """Each input beside what became of it (e.g. translation, round trip), one group per input:
+    the members of a group are split by a thin grey line, groups by a wider dark gap."""
+    height = inputs.shape[-2]
+    scale = max(1, 32 // height)
+    enlarge = lambda x: x.detach().float().cpu().repeat_interleave(scale, -2).repeat_interleave(scale, -1)  # noqa: E731
+    members = [enlarge(inputs)] + [enlarge(x) for x in outputs]
+    line = torch.zeros(*members[0].shape[:-1], 1)  # 0 is mid-grey in [-1, 1]: visible on dark and light images
+    pieces = [members[0]]
+    for member in members[1:]:
+        pieces += [line, member]
+    return image_grid(torch.cat(pieces, dim=-1), columns=columns, scale=1, pad=gap)
+
+
+def translation_scatter(
+    inputs: torch.Tensor,
+    translations: torch.Tensor,
+    source_modes: torch.Tensor,
+    target_modes: torch.Tensor,
+    sigma: float,
+    title: str = "",
+) -> Image.Image:
+    """2-D translation: inputs in A (left) and their translations in B (right), each point
+    coloured by the mode of A it came from, over the true modes (and 3-sigma circles) of B."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    inputs, translations = inputs.detach().float().cpu(), translations.detach().float().cpu()
+    origin = torch.cdist(inputs, source_modes.float()).argmin(1).numpy()
+    colours = plt.get_cmap("tab10")(origin % 10)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
+    panels = ((axes[0], inputs, source_modes, "domain A (inputs)"), (axes[1], translations, target_modes, "A -> B"))
+    for ax, points, modes, name in panels:
+        ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=2, alpha=0.4, c=colours)
+        m = modes.cpu().numpy()
+        ax.scatter(m[:, 0], m[:, 1], s=30, marker="x", color="black", label="modes")
+        if modes is target_modes:
+            for x, y in m:
+                ax.add_patch(plt.Circle((x, y), 3 * sigma, fill=False, color="black", lw=0.6))
+        span = np.abs(m).max() * 1.35 + 6 * sigma
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
 def labelled(image: Image.Image, text: str) -> Image.Image:
     """The image with a caption strip above it (used for GIF frames: 'step 1200')."""
     out = Image.new("RGB", (image.width, image.height + 14), (20, 20, 20))

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("tune", help="search hyperparameters on Ray Tune", formatter_class=FORMATTER)
     _add_config_options(search)
-    search.add_argument("--space", default=None, help="search space: a shipped one (ring, grid, digits) or a YAML file")
+    search.add_argument("--space", default=None, help="search space: shipped (ganpipe list spaces) or YAML")
     search.add_argument("--name", default=None, help="search name (results in $GANPIPE_HOME/tune/NAME)")
     search.add_argument("--resume", default=None, metavar="NAME", help="resume the interrupted search NAME")
     search.add_argument("--num-samples", type=int, default=8, help="trials (each grid point is crossed with these)")
@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=cmd_config)
 
     listing = commands.add_parser(
-        "list", help="list registered models, losses, datasets, metrics or presets", formatter_class=FORMATTER
+        "list", help="list models, losses, datasets, metrics, presets or search spaces", formatter_class=FORMATTER
     )
-    listing.add_argument("what", choices=["models", "losses", "datasets", "metrics", "presets"])
+    listing.add_argument("what", choices=["models", "losses", "datasets", "metrics", "presets", "spaces"])
     listing.set_defaults(handler=cmd_list)
 
     from pipelines.cli_flows import add_flow_commands
@@ -108,6 +108,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help=f"a shipped config: {', '.join(preset_names())}")
     parser.add_argument("--config", default=None, help="a YAML config file (applied after the preset)")
     parser.add_argument(
+        "--model", dest="model_name", default=None, help="model architecture, shorthand for --set model.name=NAME"
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -121,7 +124,8 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     import yaml
 
     base = yaml.safe_load(preset_path(args.preset).read_text()) if args.preset else None
-    return load_config(args.config, args.overrides, base=base)
+    model = [f"model.name={args.model_name}"] if getattr(args, "model_name", None) else []
+    return load_config(args.config, [*model, *args.overrides], base=base)
 
 
 def _with_local_data(config: ExperimentConfig, cache: Path) -> ExperimentConfig:
@@ -237,8 +241,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.what == "presets":
-        for name in preset_names():
+    if args.what in ("presets", "spaces"):
+        from pipelines.search_space import shipped_spaces
+
+        for name in preset_names() if args.what == "presets" else shipped_spaces():
             print(name)
         return 0
     from gan_core.data import DATASETS

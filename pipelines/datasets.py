@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from gan_core.config import ExperimentConfig
-from gan_core.data import DATASETS, Dataset, load_dataset
+from gan_core.data import Dataset, load_dataset
 from gan_core.data.prepared import MANIFEST, build_manifest, encode_shards
 from pipelines.storage import Storage
 
 IDX_SOURCES = ("mnist", "fashion-mnist")
+# Sources a version folder can hold: one set of samples (stacked and two-domain sets are built at load time).
+PREPARABLE = ("digits", "ring", "grid", *IDX_SOURCES)
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,8 @@ class DatasetVersion:
 
 def read_source(source: str, root: str, n_train: int, seed: int, scratch: Path) -> tuple[Dataset, dict[str, Any]]:
     """Load a source dataset by name; IDX folders may live in storage (s3://) and are copied to `scratch`."""
-    if source not in DATASETS or source == "prepared":
-        allowed = [n for n in DATASETS.names() if n != "prepared"]
-        raise ValueError(f"unknown source {source!r}; allowed: {allowed}")
+    if source not in PREPARABLE:
+        raise ValueError(f"source {source!r} cannot be prepared; allowed: {list(PREPARABLE)}")
     local_root = root
     if source in IDX_SOURCES and root.startswith("s3://"):
         local_root = str(_download_folder(Storage.from_uri(root), scratch / "idx"))

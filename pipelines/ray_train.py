@@ -83,15 +83,14 @@ class RayReporter(Hook):
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
         """Frames of the training GIF, which the driver assembles when training ends."""
-        if self.client is None:
+        if self.client is None or self.dataset is None:
             return
-        from gan_core.outputs import samples_for_picture
-        from gan_core.pictures import labelled, render_samples
+        from gan_core.outputs import training_picture
+        from gan_core.pictures import labelled
         from pipelines.tracking import log_image
 
-        modes, sigma = (self.dataset.modes, self.dataset.sigma) if self.dataset is not None else (None, 0.0)
-        picture = render_samples(samples_for_picture(samples, state), modes, sigma, f"step {step}")
-        log_image(self.client, self.run_id, labelled(picture, f"step {step}"), f"{FRAMES}/step-{step:06d}.png")
+        picture = labelled(training_picture(samples, state, self.dataset, f"step {step}"), f"step {step}")
+        log_image(self.client, self.run_id, picture, f"{FRAMES}/step-{step:06d}.png")
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         import ray.train

@@ -22,7 +22,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gan_core.metrics import Evaluator, coverage_from_metrics, generate, objective_of, subset_view
+from gan_core.metrics import Evaluator, coverage_from_metrics, objective_of, subset_view
 from pipelines.datasets import load_for
 from pipelines.settings import Settings
 
@@ -217,8 +217,7 @@ def _decide(client, settings, name, version, margin, resamples, log, dry_run) ->
 
 
 def _scored(evaluator: Evaluator, generator):
-    samples, requested = generate(generator, evaluator.n_samples, evaluator.config.seed)
-    view = evaluator.view(samples, requested)
+    view = evaluator.sample(generator)  # fixed latents, or a translator's held-out inputs
     return view, evaluator.score(view)
 
 

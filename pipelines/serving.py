@@ -4,6 +4,11 @@ Input: a table with one row per request — `count` (samples), `seed` (latent se
 `label` (a class for conditional generators; -1 cycles through the classes). Output: the
 samples as an array, (N, C, H, W) images in [-1, 1] or (N, 2) points.
 
+A translation model (DiscoGAN) takes samples instead: a table with one row per sample, column
+`images` (the sample's values, flat in C, H, W order or nested, in [-1, 1] for images) and
+optional `direction` (`a_to_b`, the default, or `b_to_a`). Output: the translations, one per
+row, in the same shape as the samples.
+
 The model is logged as code (generator_model.py), not as a pickled object, and carries its
 weights as a plain tensor file loaded with weights_only=True, plus the source of gan_core and
 pipelines (code_paths): `mlflow.pyfunc.load_model` and `mlflow models serve` unpickle nothing
@@ -23,6 +28,7 @@ import pandas as pd
 import torch
 
 from gan_core.config import ExperimentConfig
+from gan_core.models import is_translator
 
 WEIGHTS = "generator_weights"
 MAX_COUNT = 100_000
@@ -37,6 +43,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         self.generator, self.config = load_generator_artifact(context.artifacts[WEIGHTS])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        if is_translator(self.generator):
+            return self.translate(model_input)
         frame = pd.DataFrame(model_input)
         missing = {"count", "seed"} - set(frame.columns)
         if missing:
@@ -60,6 +68,38 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
             labels = torch.arange(count) % generator.num_classes if label < 0 else torch.full((count,), label)
         with torch.no_grad():
             return generator(latent, labels).float().numpy()
+
+    def translate(self, model_input: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Translations of the given samples: a table (`images`, optional `direction`) or an array."""
+        frame = pd.DataFrame({"images": list(model_input)} if isinstance(model_input, np.ndarray) else model_input)
+        if "images" not in frame.columns:
+            raise ValueError(f"a translation model needs column images (direction optional); got {list(frame.columns)}")
+        samples = self._samples(list(frame["images"]))
+        directions = frame["direction"].fillna("a_to_b") if "direction" in frame.columns else None
+        directions = np.asarray(directions if directions is not None else ["a_to_b"] * len(frame), dtype=object)
+        out = torch.empty_like(samples)
+        with torch.no_grad():
+            for direction in set(directions):
+                rows = torch.from_numpy(np.flatnonzero(directions == direction))
+                out[rows] = self.generator.translate(samples[rows], str(direction)).float()
+        return out.numpy()
+
+    def _samples(self, rows: list) -> torch.Tensor:
+        """(N, *sample_shape) float32 from rows that are flat or nested; refuses the wrong size or NaN."""
+        shape = self.generator.sample_shape
+        if not 1 <= len(rows) <= MAX_COUNT:
+            raise ValueError(f"{len(rows)} samples is not allowed: 1..{MAX_COUNT} per request")
+        size = int(np.prod(shape))
+        flat = []
+        for i, row in enumerate(rows):
+            values = np.asarray(row, dtype=np.float32).reshape(-1)
+            if values.size != size:
+                raise ValueError(f"sample {i} has {values.size} values; this model takes {size} (shape {list(shape)})")
+            flat.append(values)
+        samples = torch.from_numpy(np.stack(flat)).view(len(rows), *shape)
+        if not torch.isfinite(samples).all():
+            raise ValueError("samples must be finite numbers")
+        return samples
 
 
 def generator_artifact(generator: torch.nn.Module, config: ExperimentConfig) -> dict[str, Any]:
@@ -101,36 +141,54 @@ def load_generator_artifact(path: str | Path):
 
 def log_generator_model(generator: torch.nn.Module, config: ExperimentConfig, name: str = "generator"):
     """Log the generator as a pyfunc model with signature, input example and requirements."""
+    with tempfile.TemporaryDirectory() as folder:
+        return mlflow.pyfunc.log_model(name=name, **_pyfunc_arguments(generator, config, Path(folder)))
 
+
+def save_generator_model(generator: torch.nn.Module, config: ExperimentConfig, path: str | Path) -> Path:
+    """The same pyfunc model as `log_generator_model`, saved to a local folder (no tracking server)."""
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.pyfunc.save_model(path=str(path), **_pyfunc_arguments(generator, config, Path(folder)))
+    return Path(path)
+
+
+def _pyfunc_arguments(generator: torch.nn.Module, config: ExperimentConfig, folder: Path) -> dict[str, Any]:
     import gan_core
 
     generator = generator.cpu().eval()
-    example = pd.DataFrame({"count": [4], "seed": [0], "label": [-1]})
-    with tempfile.TemporaryDirectory() as folder:
-        weights = Path(folder) / "generator.pt"
-        torch.save(generator_artifact(generator, config), weights)
-        signature = _signature(generator)
-        package = Path(__file__).parent
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(package / "generator_model.py"),  # code, not a pickled object
-            artifacts={WEIGHTS: str(weights)},
-            code_paths=[str(Path(gan_core.__file__).parent), str(package)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "pyyaml", "scikit-learn"],
-            metadata={"ganpipe_config": json.dumps(config.to_dict())},
-        )
+    weights = folder / "generator.pt"
+    torch.save(generator_artifact(generator, config), weights)
+    package = Path(__file__).parent
+    return dict(
+        python_model=str(package / "generator_model.py"),  # code, not a pickled object
+        artifacts={WEIGHTS: str(weights)},
+        code_paths=[str(Path(gan_core.__file__).parent), str(package)],
+        signature=_signature(generator),
+        input_example=_input_example(generator),
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas", "pyyaml", "scikit-learn"],
+        metadata={"ganpipe_config": json.dumps(config.to_dict())},
+    )
+
+
+def _input_example(generator: torch.nn.Module) -> pd.DataFrame:
+    if is_translator(generator):  # one blank sample (every value -1), translated A -> B
+        return pd.DataFrame({"images": [[-1.0] * int(np.prod(generator.sample_shape))], "direction": ["a_to_b"]})
+    return pd.DataFrame({"count": [4], "seed": [0], "label": [-1]})
 
 
 def _signature(generator: torch.nn.Module):
-    """count and seed required, label optional (-1: cycle); output (N, *sample_shape) float32."""
+    """count and seed required, label optional (-1: cycle); output (N, *sample_shape) float32.
+    Translators: images (each sample's values, flat) required, direction optional."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+    from mlflow.types.schema import Array
 
-    inputs = Schema([ColSpec("long", "count"), ColSpec("long", "seed"), ColSpec("long", "label", required=False)])
+    if is_translator(generator):
+        columns = [ColSpec(Array(DataType.double), "images"), ColSpec("string", "direction", required=False)]
+    else:
+        columns = [ColSpec("long", "count"), ColSpec("long", "seed"), ColSpec("long", "label", required=False)]
     outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *generator.sample_shape))])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
 
 def load_served_generator(model_uri: str):

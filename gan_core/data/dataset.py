@@ -14,6 +14,9 @@ class Dataset:
 
     Points are ``(N, 2)``; images are ``(N, C, H, W)`` float32 in [-1, 1]. Labels are int64
     class indices, or ``None`` for unlabelled data.
+
+    A two-domain dataset (for translation models such as DiscoGAN) is domain A, with domain B
+    as its `target`: two independent sets of samples, never paired for training.
     """
 
     name: str
@@ -29,6 +32,15 @@ class Dataset:
     # Stacked digits: labels are base-`digit_classes` numbers, one digit per channel.
     digit_classes: int = 0
     source: Dataset | None = None  # stacked digits: the single-digit set the stacks are drawn from
+    target: Dataset | None = None  # two-domain datasets: domain B (this dataset's own tensors are domain A)
+    # Two-domain datasets whose held-out B split is the true counterpart of the held-out A split,
+    # row by row: used only to score translations, never seen in training.
+    paired_test: bool = False
+
+    @property
+    def translation(self) -> bool:
+        """Two domains (A here, B in `target`) for a translation model, rather than one to generate."""
+        return self.target is not None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -39,7 +51,7 @@ class Dataset:
         return self.train_y is not None and self.num_classes > 0
 
     def summary(self) -> dict[str, object]:
-        return {
+        summary: dict[str, object] = {
             "name": self.name,
             "kind": self.kind,
             "train": int(self.train_x.shape[0]),
@@ -47,6 +59,9 @@ class Dataset:
             "shape": list(self.sample_shape),
             "classes": self.num_classes,
         }
+        if self.target is not None:
+            summary["target"] = self.target.summary()
+        return summary
 
 
 def scale_to_unit_range(pixels: torch.Tensor, max_value: float) -> torch.Tensor:

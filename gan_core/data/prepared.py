@@ -33,9 +33,11 @@ VERSION_LENGTH = 12
 
 def content_hash(dataset: Dataset) -> str:
     digest = hashlib.sha256(json.dumps(_identity(dataset), sort_keys=True).encode())
-    for tensor in (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y):
-        if tensor is not None:
-            digest.update(np.ascontiguousarray(tensor.numpy()).tobytes())
+    domains = [dataset] if dataset.target is None else [dataset, dataset.target]
+    for domain in domains:
+        for tensor in (domain.train_x, domain.train_y, domain.test_x, domain.test_y):
+            if tensor is not None:
+                digest.update(np.ascontiguousarray(tensor.numpy()).tobytes())
     return digest.hexdigest()
 
 
@@ -58,8 +60,11 @@ def encode_shards(dataset: Dataset) -> dict[str, bytes]:
 
 
 def build_manifest(dataset: Dataset, shards: dict[str, bytes], origin: dict[str, Any]) -> dict[str, Any]:
-    if dataset.source is not None:  # its metrics need the source set, which a version folder does not hold
-        raise ValueError(f"dataset {dataset.name!r} is drawn from another one at load time; prepare its source")
+    if dataset.source is not None or dataset.target is not None:  # a version folder holds one set of samples
+        raise ValueError(
+            f"dataset {dataset.name!r} is built from another one at load time (stacked or two-domain); "
+            "prepare the single-domain source instead"
+        )
     digest = content_hash(dataset)
     return {
         "format": FORMAT,

@@ -2,8 +2,10 @@
 
 Every `every` steps the watch samples the (EMA) generator and measures coverage: modes
 captured / modes for the 2-D mixtures, class coverage for labelled images, modes / 1000 for
-stacked digits. It reports `coverage` with the other metrics and flags collapse when
-coverage falls below `threshold` or drops by more than `drop` from its best so far.
+stacked digits; for a translator, class coverage of its translations of held-out inputs or
+the share of A's modes sent to distinct modes of B. It reports `coverage` with the other
+metrics and flags collapse when coverage falls below `threshold` or drops by more than `drop`
+from its best so far.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_core.metrics.evaluate import Evaluator, coverage_from_metrics, generate
+from gan_core.metrics.evaluate import Evaluator, coverage_from_metrics
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
 
@@ -51,8 +53,8 @@ class CollapseWatch(Hook):
         return max((c for _, c in self.history), default=0.0)
 
     def measure(self, step: int, state: TrainState) -> float:
-        samples, requested = generate(state.sampler, self.n_samples, seed=self.evaluator.config.seed)
-        coverage = coverage_of(self.evaluator, samples, requested)
+        view = self.evaluator.sample(state.sampler, self.n_samples)
+        coverage = coverage_from_metrics(self.evaluator.score(view), self.evaluator.dataset)
         best = max(self.best, coverage)
         self.history.append((step, coverage))
         reason = ""

@@ -3,6 +3,11 @@
 `Evaluator(dataset, eval_cfg)` prepares the reference once (real features from the train
 split; the held-out test split as the "real" generator that says what a perfect score looks
 like), then `evaluate(generator)` scores any generator on the same latent draws.
+
+A translation model (DiscoGAN) is scored on its translations A->B of the held-out A samples:
+the reference, the feature classifier and the real-versus-real values belong to domain B, so
+the image metrics say how real the translations look in B; the translation metrics add class
+accuracy, reconstruction error and, on the 2-D toy, the mode mapping.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from gan_core.metrics.features import (
     prdc,
     stacked_mode_metrics,
 )
-from gan_core.metrics.mixtures import mixture_metrics
+from gan_core.metrics.mixtures import mixture_metrics, mode_assignment
+from gan_core.metrics.translation import (
+    mapped_modes,
+    per_sample_squared_error,
+    translate,
+    translation_accuracy,
+)
+from gan_core.models import is_translator
 from gan_core.registry import Registry
 
 PRDC_MAX = 5000  # pairwise distances grow quadratically; 5000 keeps them under a second
@@ -38,11 +50,17 @@ class SampleView:
     features: torch.Tensor | None = None
     probs: torch.Tensor | None = None  # per image, or per channel for stacked digits
     requested: torch.Tensor | None = None  # labels asked of a conditional generator
+    # Translations only, one value per sample: the class of each input (its label, or for points
+    # its nearest mode in A), its A->B->A squared error, and the squared error to its true
+    # counterpart in B where the dataset knows it.
+    source_labels: torch.Tensor | None = None
+    reconstruction_error: torch.Tensor | None = None
+    paired_error: torch.Tensor | None = None
 
 
 @dataclass
 class Reference:
-    dataset: Dataset
+    dataset: Dataset  # for translations: domain B, where the translations should look real
     features: torch.Tensor | None = None  # train split
     class_histogram: torch.Tensor | None = None
 
@@ -56,9 +74,11 @@ class Metric:
 
 METRICS: Registry[Metric] = Registry("metric")
 
-_points = lambda d: d.kind == "points" and d.modes is not None  # noqa: E731
-_images = lambda d: d.kind == "images" and d.labelled  # noqa: E731
-_single = lambda d: _images(d) and not d.digit_classes  # noqa: E731
+# A translation model's samples live in domain B: the sample metrics look there.
+_domain = lambda d: d.target or d  # noqa: E731
+_points = lambda d: _domain(d).kind == "points" and _domain(d).modes is not None  # noqa: E731
+_images = lambda d: _domain(d).kind == "images" and _domain(d).labelled  # noqa: E731
+_single = lambda d: _images(d) and not _domain(d).digit_classes  # noqa: E731
 
 METRICS.register("mixture", "2-D mixtures: modes captured, % high-quality (3 sigma), reverse KL (PacGAN)")(
     Metric(
@@ -111,6 +131,41 @@ METRICS.register("label-accuracy", "conditional generators: share of samples cla
 )
 
 
+METRICS.register("translation-accuracy", "translations: share classified (in B) as the class of their input")(
+    Metric(
+        lambda d: d.translation and _single(d),
+        lambda s, r: (
+            {"translation_accuracy": translation_accuracy(s.probs, s.source_labels)}
+            if s.source_labels is not None
+            else {}
+        ),
+        {"translation_accuracy": True},
+    )
+)
+METRICS.register("reconstruction", "translations: A->B->A squared error; error to the true counterpart if known")(
+    Metric(
+        lambda d: d.translation,
+        lambda s, r: {
+            name: float(values.double().mean())
+            for name, values in (("reconstruction_error", s.reconstruction_error), ("paired_error", s.paired_error))
+            if values is not None
+        },
+        {"reconstruction_error": False, "paired_error": False},
+    )
+)
+METRICS.register("mode-mapping", "2-D translations: distinct modes of B that the modes of A are sent to")(
+    Metric(
+        lambda d: d.translation and _points(d),
+        lambda s, r: (
+            {"mapped_modes": mapped_modes(s.x, s.source_labels, r.dataset.modes, r.dataset.sigma)}
+            if s.source_labels is not None
+            else {}
+        ),
+        {"mapped_modes": True},
+    )
+)
+
+
 def higher_is_better(name: str) -> bool:
     for metric_name in METRICS:
         table = METRICS.get(metric_name).higher_is_better
@@ -129,26 +184,30 @@ class Evaluator:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.dataset = dataset
+        self.domain = _domain(dataset)  # where samples live: domain B for a translation model
         self.config = config or EvalConfig()
         self.classifier_accuracy: float | None = None
         self.classifier = classifier
         if self.classifier is None and _images(dataset):
             self.classifier, self.classifier_accuracy = load_or_train_classifier(
-                dataset, cache_dir, self.config.classifier_epochs, log=log
+                self.domain, cache_dir, self.config.classifier_epochs, log=log
             )
         self.metrics = [name for name in METRICS if METRICS.get(name).applies(dataset)]
         self.reference = self._reference()
         self._real: dict[str, float] | None = None
-        # Stacked digits: 1000 modes need the protocol's 26,000 samples to be seen at all.
-        self.n_samples = max(self.config.n_samples, STACKED_PROTOCOL_SAMPLES if dataset.digit_classes else 0)
+        if dataset.translation:  # each held-out input once: repeating inputs would repeat translations
+            self.n_samples = min(self.config.n_samples, len(dataset.test_x))
+        else:  # Stacked digits: 1000 modes need the protocol's 26,000 samples to be seen at all.
+            self.n_samples = max(self.config.n_samples, STACKED_PROTOCOL_SAMPLES if dataset.digit_classes else 0)
 
     def _reference(self) -> Reference:
-        reference = Reference(self.dataset)
+        domain = self.domain
+        reference = Reference(domain)
         if self.classifier is not None:
-            n = min(len(self.dataset.train_x), max(self.config.n_samples, 2500), PRDC_MAX * 2)
-            reference.features = self.view(self.dataset.train_x[:n]).features
-            if self.dataset.train_y is not None and not self.dataset.digit_classes:
-                reference.class_histogram = torch.bincount(self.dataset.train_y, minlength=self.dataset.num_classes)
+            n = min(len(domain.train_x), max(self.config.n_samples, 2500), PRDC_MAX * 2)
+            reference.features = self.view(domain.train_x[:n]).features
+            if domain.train_y is not None and not domain.digit_classes:
+                reference.class_histogram = torch.bincount(domain.train_y, minlength=domain.num_classes)
         return reference
 
     def view(self, x: torch.Tensor, requested: torch.Tensor | None = None) -> SampleView:
@@ -156,7 +215,7 @@ class Evaluator:
         if self.classifier is None:
             return SampleView(x, requested=requested)
         channels = x.shape[1]
-        if self.dataset.digit_classes:  # one digit per channel
+        if self.domain.digit_classes:  # one digit per channel
             feats, probs = self.classifier.embed(x.reshape(-1, 1, *x.shape[2:]))
             return SampleView(x, feats.reshape(len(x), channels * feats.shape[1]), probs, requested)
         feats, probs = self.classifier.embed(x)
@@ -171,23 +230,63 @@ class Evaluator:
     def real_baseline(self) -> dict[str, float]:
         """The metrics of held-out real data: what a perfect generator would score here."""
         if self._real is None:
-            n = min(self.n_samples, len(self.dataset.test_x))
-            labels = self.dataset.test_y[:n] if self.dataset.test_y is not None else None
-            self._real = self.score(self.view(self.dataset.test_x[:n], requested=labels))
+            self._real = self._translation_baseline() if self.dataset.translation else self._sample_baseline()
             if self.classifier_accuracy is not None:
                 self._real["classifier_accuracy"] = self.classifier_accuracy
         return self._real
+
+    def _sample_baseline(self) -> dict[str, float]:
+        n = min(self.n_samples, len(self.dataset.test_x))
+        labels = self.dataset.test_y[:n] if self.dataset.test_y is not None else None
+        return self.score(self.view(self.dataset.test_x[:n], requested=labels))
+
+    def _translation_baseline(self) -> dict[str, float]:
+        """A perfect translator would give real B: held-out B scored as translations of their own
+        class, round trips and counterparts exact, each mode of A sent to a mode of its own."""
+        domain = self.domain
+        n = min(self.n_samples, len(domain.test_x))
+        view = self.view(domain.test_x[:n])
+        view.source_labels = domain.test_y[:n] if domain.kind == "images" and domain.test_y is not None else None
+        view.reconstruction_error = torch.zeros(n)
+        view.paired_error = torch.zeros(n) if self.dataset.paired_test else None
+        real = self.score(view)
+        if "mode-mapping" in self.metrics:
+            real["mapped_modes"] = float(min(len(self.dataset.modes), len(domain.modes)))
+        return real
+
+    def sample(self, generator: torch.nn.Module, n: int | None = None) -> SampleView:
+        """Samples of `generator` and what the classifier makes of them: from the fixed latent draws,
+        or for a translator its translations of the first `n` held-out samples of domain A."""
+        return self._draw(generator, n)[1]
+
+    def _draw(self, generator: torch.nn.Module, n: int | None = None) -> tuple[torch.Tensor, SampleView]:
+        """(raw samples, their view): the view sanitises non-finite values, the raw ones keep them."""
+        n = n or self.n_samples
+        if not is_translator(generator):
+            samples, requested = generate(generator, n, self.config.seed)
+            return samples, self.view(samples, requested)
+        dataset = self.dataset
+        inputs = dataset.test_x[:n]
+        translations, round_trips = translate(generator, inputs)
+        view = self.view(translations)
+        view.reconstruction_error = per_sample_squared_error(round_trips, inputs)
+        if dataset.paired_test:
+            view.paired_error = per_sample_squared_error(translations, self.domain.test_x[: len(inputs)])
+        if dataset.kind == "points":
+            view.source_labels = mode_assignment(inputs, dataset.modes, dataset.sigma)[0]
+        elif dataset.test_y is not None:
+            view.source_labels = dataset.test_y[: len(inputs)]
+        return translations, view
 
     def evaluate(
         self, generator: torch.nn.Module, n: int | None = None, bootstrap: int = 0, confidence: float = 0.95
     ) -> dict[str, dict[str, float]]:
         """{metric: {"value": generated, "real": held-out real}} on the fixed latent draws.
 
-        With `bootstrap` > 0 each metric also gets `ci_low`/`ci_high`: the percentile interval
-        of the metric over that many resamples (with replacement) of the generated samples.
+        With `bootstrap` > 0 each metric also gets `ci_low`/`ci_high`: the bias-corrected
+        percentile interval over that many resamples (with replacement) of the generated samples.
         """
-        samples, requested = generate(generator, n or self.n_samples, self.config.seed)
-        view = self.view(samples, requested)
+        samples, view = self._draw(generator, n)
         values = self.score(view)
         values["finite_fraction"] = float(torch.isfinite(samples.flatten(1)).all(1).double().mean())
         real = self.real_baseline()
@@ -196,12 +295,20 @@ class Evaluator:
             for name, value in values.items()
         }
         if bootstrap:
-            for name, (low, high) in self.bootstrap(view, bootstrap, confidence).items():
+            for name, (low, high) in self.bootstrap(view, bootstrap, confidence, estimates=values).items():
                 report[name].update(ci_low=low, ci_high=high)
         return report
 
-    def bootstrap(self, view: SampleView, resamples: int, confidence: float = 0.95) -> dict[str, tuple[float, float]]:
-        """Percentile confidence intervals of every metric over resamples of the samples."""
+    def bootstrap(
+        self, view: SampleView, resamples: int, confidence: float = 0.95, estimates: dict[str, float] | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """Bias-corrected percentile intervals of every metric over resamples of the samples.
+
+        A resample drawn with replacement repeats samples, which by itself raises a Fréchet
+        distance and lowers recall or coverage; the plain percentile interval then need not
+        even contain the estimate. Given the `estimates` on the full sample, each interval is
+        shifted by its metric's bootstrap bias (mean over resamples minus the estimate).
+        """
         rng = torch.Generator().manual_seed(self.config.seed + 1)
         n = len(view.x)
         runs: dict[str, list[float]] = {}
@@ -210,22 +317,35 @@ class Evaluator:
             for name, value in self.score(subset_view(view, index)).items():
                 runs.setdefault(name, []).append(value)
         tail = (1 - confidence) / 2
-        return {
-            name: (float(torch.tensor(v).quantile(tail)), float(torch.tensor(v).quantile(1 - tail)))
-            for name, v in runs.items()
-        }
+        intervals = {}
+        for name, values in runs.items():
+            draws = torch.tensor(values, dtype=torch.float64)
+            bias = float(draws.mean()) - estimates[name] if estimates and name in estimates else 0.0
+            intervals[name] = (float(draws.quantile(tail)) - bias, float(draws.quantile(1 - tail)) - bias)
+        return intervals
 
 
 def objective_of(metrics: dict[str, float], dataset: Dataset) -> float:
     """One number to rank generators by, higher is better: -Fréchet distance for images; for
-    the 2-D mixtures (modes captured / modes) x (high-quality fraction) x exp(-reverse KL)."""
+    the 2-D mixtures (modes captured / modes) x (high-quality fraction) x exp(-reverse KL).
+
+    Translations: the class accuracy for images (a realistic translation of the wrong digit is
+    a failure that the Fréchet distance cannot see); for the 2-D toy (modes of B reached /
+    modes of A) x (high-quality fraction)."""
+    if dataset.translation:
+        if dataset.kind == "points":
+            return metrics["mapped_modes"] / len(dataset.modes) * metrics["high_quality"]
+        return metrics["translation_accuracy"]
     if dataset.kind == "points":
         return metrics["modes"] / len(dataset.modes) * metrics["high_quality"] * math.exp(-metrics["reverse_kl"])
     return -metrics["frechet_distance"]
 
 
 def coverage_from_metrics(metrics: dict[str, float], dataset: Dataset) -> float:
-    """Share of the data's modes (2-D), classes (images) or digit triples (stacked) that samples reach."""
+    """Share of the data's modes (2-D), classes (images) or digit triples (stacked) that samples reach;
+    for translations of the 2-D toy, the share of A's modes sent to distinct modes of B."""
+    if "mapped_modes" in metrics:
+        return metrics["mapped_modes"] / len(dataset.modes)
     if "modes" in metrics:
         return metrics["modes"] / len(dataset.modes)
     if "stacked_modes" in metrics:
@@ -242,11 +362,15 @@ def subset_view(view: SampleView, index: torch.Tensor) -> SampleView:
         probs = probs.view(len(view.x), -1, probs.shape[1])[index].reshape(-1, probs.shape[1])
     elif probs is not None:
         probs = probs[index]
+    pick = lambda values: values[index] if values is not None else None  # noqa: E731
     return SampleView(
         view.x[index],
-        view.features[index] if view.features is not None else None,
+        pick(view.features),
         probs,
-        view.requested[index] if view.requested is not None else None,
+        pick(view.requested),
+        pick(view.source_labels),
+        pick(view.reconstruction_error),
+        pick(view.paired_error),
     )
 
 
@@ -255,6 +379,8 @@ def generate(
     generator: torch.nn.Module, n: int, seed: int, batch: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n samples on CPU from fixed latents (and balanced labels for a conditional generator)."""
+    if is_translator(generator):
+        raise TypeError("a translator draws nothing from latents: use Evaluator.sample (held-out inputs) or translate")
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device

@@ -2,7 +2,7 @@
 
 from gan_core.outputs.checkpoints import FolderCheckpointer, checkpoint_steps, latest_checkpoint
 from gan_core.outputs.progress import ProgressPrinter, format_duration
-from gan_core.outputs.recorder import RunRecorder, sample_picture, samples_for_picture
+from gan_core.outputs.recorder import RunRecorder, sample_picture, training_picture, translation_picture
 
 __all__ = [
     "FolderCheckpointer",
@@ -12,5 +12,6 @@ __all__ = [
     "format_duration",
     "latest_checkpoint",
     "sample_picture",
-    "samples_for_picture",
+    "training_picture",
+    "translation_picture",
 ]

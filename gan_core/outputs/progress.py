@@ -9,7 +9,7 @@ from collections.abc import Callable
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
 
-HEADLINE = ("d_loss", "g_loss", "d_real", "d_fake", "coverage")
+HEADLINE = ("d_loss", "g_loss", "d_real", "d_fake", "g_rec_a", "g_rec_b", "coverage")
 
 
 def format_duration(seconds: float) -> str:

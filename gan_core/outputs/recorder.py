@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from gan_core.data import Dataset
-from gan_core.pictures import labelled, loss_curves, render_samples, save_gif
+from gan_core.models import is_translator
+from gan_core.pictures import labelled, loss_curves, render_samples, save_gif, translation_grid, translation_scatter
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
 
-CURVES = ("d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "coverage")
+CURVES = ("d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm", "g_rec_a", "g_rec_b", "coverage")
 
 
 class RunRecorder(Hook):
@@ -38,10 +39,9 @@ class RunRecorder(Hook):
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
-        picture = render_samples(
-            samples_for_picture(samples, state), self.dataset.modes, self.dataset.sigma, f"step {step}"
+        labelled(training_picture(samples, state, self.dataset, f"step {step}"), f"step {step}").save(
+            self.frames / f"step-{step:06d}.png"
         )
-        labelled(picture, f"step {step}").save(self.frames / f"step-{step:06d}.png")
 
     def on_end(self, state: TrainState) -> None:
         frames = sorted(self.frames.glob("step-*.png"))
@@ -59,15 +59,42 @@ class RunRecorder(Hook):
 
 PICTURE_POINTS = 2500  # a scatter plot needs many points; an image grid shows 64 samples
 PICTURE_IMAGES = 64
+PICTURE_TRANSLATIONS = 48  # input, translation, round trip: three tiles each
 
 
 def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, title: str):
-    """The picture of a generator: a grid of 64 images, or 2500 points over the true modes."""
+    """The picture of a generator: a grid of 64 images, or 2500 points over the true modes. For
+    a translator: held-out inputs of A beside their translations (and round trips for images)."""
     from gan_core.metrics.evaluate import generate
 
+    if is_translator(generator):
+        count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_TRANSLATIONS
+        return translation_picture(generator, dataset, dataset.test_x[:count], title)
     count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_IMAGES
     samples, _ = generate(generator, count, seed)
     return render_samples(samples, dataset.modes, dataset.sigma, title)
+
+
+def translation_picture(translator: torch.nn.Module, dataset: Dataset, inputs: torch.Tensor, title: str = ""):
+    """Images: each input of A | its translation A->B | its round trip A->B->A. Points: inputs
+    and translations side by side, coloured by the mode of A they came from."""
+    from gan_core.metrics.translation import translate
+
+    translations, round_trips = translate(translator, inputs)
+    if dataset.kind == "points":
+        target = dataset.target
+        return translation_scatter(inputs, translations, dataset.modes, target.modes, target.sigma, title)
+    return labelled(translation_grid(inputs, translations, round_trips), "input A | A->B | A->B->A")
+
+
+def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Dataset, title: str = ""):
+    """The frame of the training GIF: the fixed batch's samples (a translator's fixed inputs
+    beside their translations), or for points a scatter of more samples from a fixed seed."""
+    if is_translator(state.sampler):
+        if dataset.kind == "points":
+            return translation_picture(state.sampler, dataset, dataset.test_x[:PICTURE_POINTS], title)
+        return translation_picture(state.sampler, dataset, state.fixed_latent[:PICTURE_TRANSLATIONS].cpu(), title)
+    return render_samples(samples_for_picture(fixed_samples, state), dataset.modes, dataset.sigma, title)
 
 
 @torch.no_grad()

@@ -1,7 +1,15 @@
 """Training: the loop (`fit`), its hooks, the state and the checkpoint format."""
 
 from gan_core.training.hooks import Hook, HookList
-from gan_core.training.loop import NonFiniteLossError, fit, resolve_device, sample_fixed
+from gan_core.training.loop import (
+    Meter,
+    NonFiniteLossError,
+    fit,
+    resolve_device,
+    sample_fixed,
+    start_training,
+    train_step,
+)
 from gan_core.training.state import (
     TrainState,
     build_models,
@@ -13,6 +21,7 @@ from gan_core.training.state import (
 __all__ = [
     "Hook",
     "HookList",
+    "Meter",
     "NonFiniteLossError",
     "TrainState",
     "build_models",
@@ -22,4 +31,6 @@ __all__ = [
     "resolve_device",
     "sample_fixed",
     "save_checkpoint",
+    "start_training",
+    "train_step",
 ]

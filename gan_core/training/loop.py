@@ -1,7 +1,10 @@
 """The training loop: k discriminator steps, one generator step, EMA, report. Repeat.
 
 Metrics stay on the device and are read once per `train.log_every` steps, so the loop never
-waits on the accelerator in between.
+waits on the accelerator in between. What a discriminator or generator step does depends on the
+kind of model: a GAN drawing from noise (`GANPhases`) or a translation model such as DiscoGAN,
+whose "generator" is a pair of generators and "discriminator" a critic per domain
+(`TranslationPhases`); the loop around them is the same.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from torch import nn
 from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
+from gan_core.models import is_translator
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.state import TrainState, build_state
-from gan_core.training.step import StepContext, discriminator_step, generator_step
+from gan_core.training.step import GANPhases, StepContext
+from gan_core.training.translation_step import TranslationPhases
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,19 +64,8 @@ def fit(
     and D for the update that trains each; `rank`/`world_size` pick this worker's data.
     """
     hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
-    device = device or resolve_device(config.train.device)
-    state = build_state(config, dataset, device, rank, world_size)
-    if resume_from is not None:
-        state.load_checkpoint(resume_from, rank)
-    g_train = wrap(state.generator) if wrap else state.generator
-    d_train = wrap(state.discriminator) if wrap else state.discriminator
-    ctx = StepContext(
-        loss=LOSSES.get(config.loss.name)(),
-        loss_cfg=config.loss,
-        noise=state.noise,
-        autocast=autocast_for(config, device),
-        num_classes=state.generator.num_classes,
-    )
+    state, phases = start_training(config, dataset, device, rank, world_size, wrap, resume_from)
+    ctx = phases.ctx
     train = config.train
     meter = Meter()
     hook.on_start(state)
@@ -84,28 +78,7 @@ def fit(
         if config.optim.lr_schedule != "constant":
             _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
-        # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
-        for k in range(train.d_steps):
-            real, labels = state.batches.next()
-            real = real.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True) if labels is not None and ctx.num_classes else None
-            meter.add(
-                discriminator_step(
-                    d_train, state.generator, state.opt_d, real, labels, ctx, report and k == train.d_steps - 1
-                )
-            )
-
-        # Phase 2: the generator, once.
-        meter.add(
-            generator_step(
-                g_train, state.generator, state.discriminator, state.opt_g, real.shape[0], device, ctx, report
-            )
-        )
-
-        # Phase 3: the moving average of G that we actually sample from.
-        if state.ema is not None:
-            state.ema.update(state.generator, step)
-        state.step = step
+        train_step(state, phases, meter, report)
 
         # Phase 4: report. Reading the meter is the loop's only host sync.
         if report:
@@ -134,6 +107,49 @@ def _scale_learning_rates(state: TrainState, scale: float) -> None:
     for optimizer, lr in ((state.opt_g, optim.lr_g), (state.opt_d, optim.lr_d)):
         for group in optimizer.param_groups:
             group["lr"] = lr * scale
+
+
+def start_training(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    device: torch.device | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    resume_from: dict | None = None,
+) -> tuple[TrainState, GANPhases | TranslationPhases]:
+    """The state and the step's phases that `fit` drives (benchmarks drive them the same way)."""
+    device = device or resolve_device(config.train.device)
+    state = build_state(config, dataset, device, rank, world_size)
+    if resume_from is not None:
+        state.load_checkpoint(resume_from, rank)
+    g_train = wrap(state.generator) if wrap else state.generator
+    d_train = wrap(state.discriminator) if wrap else state.discriminator
+    ctx = StepContext(
+        loss=LOSSES.get(config.loss.name)(),
+        loss_cfg=config.loss,
+        noise=state.noise,
+        autocast=autocast_for(config, device),
+        num_classes=state.generator.num_classes,
+    )
+    phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
+    return state, phases
+
+
+def train_step(state: TrainState, phases: GANPhases | TranslationPhases, meter: Meter, report: bool) -> None:
+    """One training step, phases 1-3; `report` asks the phases for their metrics (kept on the device)."""
+    d_steps = state.config.train.d_steps
+    # Phase 1: the discriminator, k times (Goodfellow et al., Algorithm 1).
+    for k in range(d_steps):
+        meter.add(phases.discriminator(measure=report and k == d_steps - 1))
+
+    # Phase 2: the generator, once.
+    meter.add(phases.generator(measure=report))
+
+    # Phase 3: the moving average of G that we actually sample from.
+    state.step += 1
+    if state.ema is not None:
+        state.ema.update(state.generator, state.step)
 
 
 @torch.no_grad()

@@ -3,6 +3,10 @@
 A checkpoint is a plain dict of tensors, numbers and strings, so it loads with
 ``torch.load(..., weights_only=True)``: G, D, both optimisers, the EMA generator, the step,
 the batch order and RNG states, and the resolved config.
+
+For a translation model (DiscoGAN) "G" is the Translator (both generators, one optimiser,
+one EMA), "D" the DomainCritics (both discriminators, one optimiser), and a second batch
+source draws domain B independently of domain A.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
-from gan_core.models import GAN, MODELS, Discriminator, Generator
+from gan_core.models import GAN, MODELS, Discriminator, DomainCritics, Generator, Translator
 from gan_core.training.batches import BatchSource
 from gan_core.training.ema import EMA
 
@@ -28,21 +32,23 @@ FIXED_BATCH = 64  # the latent batch drawn once and rendered through training (t
 @dataclass
 class TrainState:
     config: ExperimentConfig
-    generator: Generator
-    discriminator: Discriminator
+    generator: Generator | Translator
+    discriminator: Discriminator | DomainCritics
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     ema: EMA | None
     batches: BatchSource
     noise: torch.Generator  # latents, fake labels, instance noise: resumable, per rank
+    # The batch rendered through training (the GIF): latents, or for a translator held-out A samples.
     fixed_latent: torch.Tensor
     fixed_labels: torch.Tensor | None
     device: torch.device
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # whatever a caller wants kept (e.g. a run id)
+    target_batches: BatchSource | None = None  # translation models: domain B, in its own order
 
     @property
-    def sampler(self) -> Generator:
+    def sampler(self) -> Generator | Translator:
         """The generator to sample from: the EMA copy when there is one."""
         return self.ema.model if self.ema is not None else self.generator
 
@@ -60,6 +66,7 @@ class TrainState:
             "opt_g": _optimizer_to_cpu(self.opt_g.state_dict()),
             "opt_d": _optimizer_to_cpu(self.opt_d.state_dict()),
             "batches": self.batches.state_dict(),
+            "target_batches": self.target_batches.state_dict() if self.target_batches else None,
             "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state().cpu()},
             "fixed_latent": self.fixed_latent.cpu(),
             "fixed_labels": self.fixed_labels.cpu() if self.fixed_labels is not None else None,
@@ -82,6 +89,8 @@ class TrainState:
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, (optim.beta1, optim.beta2)
         self.batches.load_state_dict(ckpt["batches"])
+        if self.target_batches is not None and ckpt.get("target_batches") is not None:
+            self.target_batches.load_state_dict(ckpt["target_batches"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         self.noise.set_state(ckpt["rng"]["noise"])
         if rank:  # the checkpoint holds rank 0's noise stream; other ranks need streams of their own
@@ -98,6 +107,11 @@ def build_models(config: ExperimentConfig, dataset: Dataset) -> GAN:
         raise ValueError(
             f"model.conditioning={config.model.conditioning!r} needs labels; dataset {dataset.name!r} has none"
         )
+    if dataset.translation and dataset.target.sample_shape != dataset.sample_shape:
+        raise ValueError(
+            f"dataset {dataset.name!r}: domains A {list(dataset.sample_shape)} and B "
+            f"{list(dataset.target.sample_shape)} differ in shape; translation models here need one shape"
+        )
     return MODELS.get(config.model.name)(config.model, dataset.sample_shape, dataset.num_classes)
 
 
@@ -112,21 +126,46 @@ def build_state(
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.optim.lr_g, **adam, **fused)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.optim.lr_d, **adam, **fused)
     ema = EMA(generator, config.train.ema_decay) if config.train.ema_decay > 0 else None
+    batches = _batch_source(dataset, config, device, rank, world_size, seed=config.train.seed)
+    noise = torch.Generator(device=device).manual_seed(config.train.seed * 1000 + rank + 1)
+    if dataset.translation:
+        # Domain B in an order of its own, so that no pairing of A and B repeats epoch after epoch.
+        target_batches = _batch_source(dataset.target, config, device, rank, world_size, seed=config.train.seed + 1)
+        fixed_latent, fixed_labels = dataset.test_x[:FIXED_BATCH].to(device), None
+    else:
+        target_batches = None
+        fixed = torch.Generator().manual_seed(config.eval.seed)
+        fixed_latent = torch.randn(FIXED_BATCH, generator.latent_dim, generator=fixed).to(device)
+        fixed_labels = (
+            torch.arange(FIXED_BATCH, device=device) % generator.num_classes if generator.conditional else None
+        )
+    return TrainState(
+        config,
+        generator,
+        discriminator,
+        opt_g,
+        opt_d,
+        ema,
+        batches,
+        noise,
+        fixed_latent,
+        fixed_labels,
+        device,
+        target_batches=target_batches,
+    )
+
+
+def _batch_source(
+    dataset: Dataset, config: ExperimentConfig, device: torch.device, rank: int, world_size: int, seed: int
+) -> BatchSource:
     data_device = device if _fits_on(device, dataset) else torch.device("cpu")
-    batches = BatchSource(
+    return BatchSource(
         dataset.train_x.to(data_device),
         dataset.train_y.to(data_device) if dataset.train_y is not None else None,
         config.train.batch_size,
-        seed=config.train.seed,
+        seed=seed,
         rank=rank,
         world_size=world_size,
-    )
-    noise = torch.Generator(device=device).manual_seed(config.train.seed * 1000 + rank + 1)
-    fixed = torch.Generator().manual_seed(config.eval.seed)
-    fixed_latent = torch.randn(FIXED_BATCH, generator.latent_dim, generator=fixed).to(device)
-    fixed_labels = torch.arange(FIXED_BATCH, device=device) % generator.num_classes if generator.conditional else None
-    return TrainState(
-        config, generator, discriminator, opt_g, opt_d, ema, batches, noise, fixed_latent, fixed_labels, device
     )
 
 
@@ -167,8 +206,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator:
-    """Rebuild the (EMA) generator of a checkpoint, in eval mode on CPU; no dataset needed."""
+def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator | Translator:
+    """Rebuild the (EMA) generator (a Translator for translation models) of a checkpoint, in eval
+    mode on CPU; no dataset needed."""
     config = from_dict(ckpt["config"])
     generator = MODELS.get(config.model.name)(config.model, tuple(ckpt["sample_shape"]), ckpt["num_classes"]).generator
     weights = ckpt["ema_generator"] if use_ema and ckpt.get("ema_generator") is not None else ckpt["generator"]

@@ -1,5 +1,8 @@
 """One discriminator update and one generator update: the two phases of a GAN step.
 
+`GANPhases` runs them for a GAN that draws samples from noise; translation models (DiscoGAN)
+have their own phases in `translation_step.py`, and the loop picks by the model's kind.
+
 The discriminator scores real and fake samples in a single forward pass: one forward per
 backward keeps DistributedDataParallel simple, and the penalties' inputs (real samples for
 R1, interpolates for WGAN-GP) ride along in the same batch.
@@ -17,6 +20,7 @@ from torch import nn
 from gan_core.config import LossConfig
 from gan_core.losses import AdversarialLoss, input_gradient_penalty, unit_gradient_penalty
 from gan_core.models import Discriminator, Generator
+from gan_core.training.state import TrainState
 
 
 @dataclass
@@ -45,7 +49,7 @@ def discriminator_step(
     with torch.no_grad(), ctx.autocast:
         fake = generator(generator.sample_latent(batch, ctx.noise, real.device), fake_labels)
     fake = fake.to(real.dtype)
-    real, fake = _with_instance_noise(real, ctx), _with_instance_noise(fake, ctx)
+    real, fake = with_instance_noise(real, ctx), with_instance_noise(fake, ctx)
 
     inputs = [real, fake]
     if ctx.loss.gradient_penalty:
@@ -81,7 +85,7 @@ def discriminator_step(
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
     if measure:
-        metrics["d_grad_norm"] = _grad_norm(opt_d)
+        metrics["d_grad_norm"] = grad_norm(opt_d)
     opt_d.step()
     metrics["d_loss"] = loss.detach()
     metrics["d_real"] = ctx.loss.score(real_logit.detach()).mean()
@@ -105,7 +109,7 @@ def generator_step(
     fake_labels = _random_labels(batch, ctx, device)
     with ctx.autocast:
         fake = g_train(generator.sample_latent(batch, ctx.noise, device), fake_labels)
-        out = discriminator(_with_instance_noise(fake, ctx), fake_labels)
+        out = discriminator(with_instance_noise(fake, ctx), fake_labels)
     loss = ctx.loss.generator(out.logit.float())
     metrics = {"g_adv_loss": loss.detach()}
     if out.class_logits is not None:
@@ -115,7 +119,7 @@ def generator_step(
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     if measure:
-        metrics["g_grad_norm"] = _grad_norm(opt_g)
+        metrics["g_grad_norm"] = grad_norm(opt_g)
     opt_g.step()
     discriminator.requires_grad_(True)
     metrics["g_loss"] = loss.detach()
@@ -128,13 +132,41 @@ def _random_labels(batch: int, ctx: StepContext, device: torch.device) -> torch.
     return torch.randint(ctx.num_classes, (batch,), generator=ctx.noise, device=device)
 
 
-def _with_instance_noise(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def with_instance_noise(x: torch.Tensor, ctx: StepContext) -> torch.Tensor:
     """ganhacks: blur the supports of real and fake so D cannot separate them perfectly early on."""
     if ctx.instance_noise <= 0:
         return x
     return x + ctx.instance_noise * torch.randn(x.shape, generator=ctx.noise, device=x.device, dtype=x.dtype)
 
 
-def _grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+def grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+class GANPhases:
+    """Phase 1 (a discriminator update on a fresh batch) and phase 2 (a generator update) of
+    a GAN that draws samples from noise, on this worker's slice of each batch."""
+
+    def __init__(self, state: TrainState, ctx: StepContext, d_train: nn.Module, g_train: nn.Module) -> None:
+        self.state, self.ctx, self.d_train, self.g_train = state, ctx, d_train, g_train
+
+    def discriminator(self, measure: bool) -> dict[str, torch.Tensor]:
+        state, ctx = self.state, self.ctx
+        real, labels = state.batches.next()
+        real = real.to(state.device, non_blocking=True)
+        labels = labels.to(state.device, non_blocking=True) if labels is not None and ctx.num_classes else None
+        return discriminator_step(self.d_train, state.generator, state.opt_d, real, labels, ctx, measure)
+
+    def generator(self, measure: bool) -> dict[str, torch.Tensor]:
+        state = self.state
+        return generator_step(
+            self.g_train,
+            state.generator,
+            state.discriminator,
+            state.opt_g,
+            state.batches.local_batch,
+            state.device,
+            self.ctx,
+            measure,
+        )

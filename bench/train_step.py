@@ -1,0 +1,209 @@
+"""Images per second of one DCGAN-64 training step: the classic reference loop against gan_core's.
+
+    python bench/train_step.py                       # batches 64, 256, 1024 on CUDA; 64 on CPU
+    python bench/train_step.py --batches 64 256 --steps 30
+
+Both run in this process on the same device. The reference is the classic PyTorch DCGAN
+example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32, Sigmoid + BCELoss,
+plain Adam, and `.item()` on its five statistics every step (a host sync each). gan_core's
+step is the one `ganpipe train` runs (`start_training` + `train_step`, the body of `fit`),
+configured to do the same work: DCGAN-64 with batch norm in G and D, the non-saturating loss
+(BCE on logits), no EMA. On CUDA it uses what the config chooses there: bf16 autocast, fused
+Adam, the dataset resident on the GPU and no host sync inside the step.
+
+One JSON line per (implementation, batch): images/s, achieved TFLOP/s (FLOPs of one step
+counted with torch's FlopCounterMode) and, for gan_core, the ratio to the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+from gan_core.config import load_config
+from gan_core.data import Dataset
+from gan_core.training import Meter, resolve_device, start_training, train_step
+
+NZ, NGF, NDF, CHANNELS, SIZE = 100, 64, 64, 3, 64
+
+
+# --------------------------------------------------------------------------- the reference step
+
+
+def reference_models() -> tuple[nn.Module, nn.Module]:
+    def up(cin: int, cout: int, first: bool = False) -> list[nn.Module]:
+        conv = nn.ConvTranspose2d(cin, cout, 4, 1 if first else 2, 0 if first else 1, bias=False)
+        return [conv, nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+    def down(cin: int, cout: int, norm: bool = True) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), *([nn.BatchNorm2d(cout)] if norm else [])] + [
+            nn.LeakyReLU(0.2, inplace=True)
+        ]
+
+    generator = nn.Sequential(
+        *up(NZ, NGF * 8, first=True), *up(NGF * 8, NGF * 4), *up(NGF * 4, NGF * 2), *up(NGF * 2, NGF),
+        nn.ConvTranspose2d(NGF, CHANNELS, 4, 2, 1, bias=False), nn.Tanh(),
+    )  # fmt: skip
+    discriminator = nn.Sequential(
+        *down(CHANNELS, NDF, norm=False), *down(NDF, NDF * 2), *down(NDF * 2, NDF * 4), *down(NDF * 4, NDF * 8),
+        nn.Conv2d(NDF * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid(),
+    )  # fmt: skip
+    return generator, discriminator
+
+
+class ReferenceStep:
+    """D on a real batch (label 1) and a fake one (label 0), then G against D, BCELoss throughout."""
+
+    def __init__(self, device: torch.device, batch: int, images: torch.Tensor) -> None:
+        self.device, self.batch, self.images = device, batch, images
+        self.generator, self.discriminator = (m.to(device) for m in reference_models())
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.loss = nn.BCELoss()
+        self.cursor = 0
+
+    def __call__(self) -> dict[str, float]:
+        start = self.cursor % (len(self.images) - self.batch + 1)
+        self.cursor += self.batch
+        real = self.images[start : start + self.batch].to(self.device)
+        ones = torch.ones(self.batch, device=self.device)
+        zeros = torch.zeros(self.batch, device=self.device)
+
+        self.discriminator.zero_grad()
+        out_real = self.discriminator(real).view(-1)
+        loss_real = self.loss(out_real, ones)
+        loss_real.backward()
+        fake = self.generator(torch.randn(self.batch, NZ, 1, 1, device=self.device))
+        out_fake = self.discriminator(fake.detach()).view(-1)
+        loss_fake = self.loss(out_fake, zeros)
+        loss_fake.backward()
+        self.opt_d.step()
+
+        self.generator.zero_grad()
+        out_g = self.discriminator(fake).view(-1)
+        loss_g = self.loss(out_g, ones)
+        loss_g.backward()
+        self.opt_g.step()
+        # The example prints these every step: five host syncs.
+        return {
+            "loss_d": (loss_real + loss_fake).item(),
+            "loss_g": loss_g.item(),
+            "d_x": out_real.mean().item(),
+            "d_g_z1": out_fake.mean().item(),
+            "d_g_z2": out_g.mean().item(),
+        }
+
+
+# --------------------------------------------------------------------------- gan_core's step
+
+
+class GanCoreStep:
+    def __init__(self, device: torch.device, batch: int, images: torch.Tensor, precision: str) -> None:
+        config = load_config(
+            None,
+            [
+                "data.name=digits",  # replaced by the synthetic dataset below; only the shape matters
+                "model.name=dcgan", f"model.latent_dim={NZ}", f"model.g_width={NGF}", f"model.d_width={NDF}",
+                "model.g_norm=batch", "model.d_norm=batch", "loss.name=nonsaturating",
+                "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
+                f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
+                f"train.device={device.type}", "train.steps=1000000",
+            ],
+        )  # fmt: skip
+        dataset = Dataset("synthetic-64", "images", images, images[:64])
+        self.state, self.phases = start_training(config, dataset, device)
+        self.meter = Meter()
+        self.log_every = 100  # what `ganpipe train` does: metrics stay on the device between reads
+
+    def __call__(self) -> dict[str, float]:
+        report = (self.state.step + 1) % self.log_every == 0
+        train_step(self.state, self.phases, self.meter, report)
+        return {}
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops_per_step(step) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def time_steps(step, device: torch.device, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="default: 64 256 1024 (CUDA), 64 (CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 5 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 / 2)")
+    parser.add_argument("--precision", default="auto", help="gan_core's train.precision: auto, bf16 or fp32")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    batches = args.batches or ([64, 256, 1024] if cuda else [64])
+    steps = args.steps or (50 if cuda else 5)
+    warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
+    torch.backends.cudnn.benchmark = cuda
+    generator = torch.Generator().manual_seed(0)
+
+    for batch in batches:
+        images = torch.rand(max(4 * batch, 1024), CHANNELS, SIZE, SIZE, generator=generator) * 2 - 1
+        reference_rate = None
+        for name in ("reference", "gan_core"):
+            torch.manual_seed(0)
+            if name == "reference":
+                step = ReferenceStep(device, batch, images)
+            else:
+                step = GanCoreStep(device, batch, images, args.precision)
+            flops = flops_per_step(step)
+            seconds = time_steps(step, device, warmup, steps)
+            rate = steps * batch / seconds
+            line = {
+                "impl": name,
+                "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+                "torch": torch.__version__,
+                "batch": batch,
+                "steps": steps,
+                "images_per_s": round(rate, 1),
+                "gflop_per_image": round(flops / batch / 1e9, 3),
+                "tflop_per_s": round(flops * steps / seconds / 1e12, 3),
+            }
+            if name == "reference":
+                reference_rate = rate
+            else:
+                line["ratio_to_reference"] = round(rate / reference_rate, 3)
+            print(json.dumps(line), flush=True)
+            del step
+            if cuda:
+                torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
