@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from gan_core.config import load_config, preset_path
@@ -208,15 +210,25 @@ def run_benchmark(
     cache_dir: str | None,
     label: str,
     log: Callable[[str], None],
+    jobs: int = 1,
 ) -> list[Run]:
-    runs = []
-    for seed in range(seeds):
-        run = train_and_evaluate(bench, seed, steps, overrides, threads, cache_dir)
-        run.label = label
-        values = " ".join(f"{k}={v:.4g}" for k, v in run.values.items())
-        log(f"{bench.name} [{label}] seed {seed}: {values} ({run.wall_s:.0f} s, {threads} thread(s))")
-        runs.append(run)
+    """Every seed, `jobs` at a time (separate processes: one core each is what these small nets use)."""
+    args = [(bench, seed, steps, tuple(overrides), threads, cache_dir) for seed in range(seeds)]
+    if jobs > 1 and seeds > 1:
+        context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+        with ProcessPoolExecutor(min(jobs, seeds), mp_context=context) as pool:
+            pending = [pool.submit(train_and_evaluate, *a) for a in args]
+            runs = [_logged(future.result(), label, log) for future in pending]
+    else:
+        runs = [_logged(train_and_evaluate(*a), label, log) for a in args]
     return runs
+
+
+def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
+    run.label = label
+    values = " ".join(f"{k}={v:.4g}" for k, v in run.values.items())
+    log(f"{run.bench} [{label}] seed {run.seed}: {values} ({run.wall_s:.0f} s, {run.threads} thread(s))")
+    return run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,6 +251,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads per run (1: small MLPs gain little from more)"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="seeds trained at once, each in its own process (2 fills 2 cores)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 seeds and a few hundred steps")
     parser.add_argument("--cache", default="runs/.cache", help="where the digits classifier is cached")
     parser.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
@@ -260,7 +275,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
             log(f"{name}: no ablation ladder for preset {bench.preset!r}; running the preset alone")
         groups = []
         for label, extra in ladder or [(bench.preset, [])]:
-            runs = run_benchmark(bench, seeds, steps, [*extra, *args.overrides], args.threads, args.cache, label, log)
+            runs = run_benchmark(
+                bench, seeds, steps, [*extra, *args.overrides], args.threads, args.cache, label, log, args.jobs
+            )
             groups.append((label, runs))
             lines += [r.as_json() for r in runs] + [summarise(bench, runs, label)]
         target = bench.target
