@@ -2,6 +2,7 @@
 
     python bench/train_step.py                       # batches 64, 256, 1024 on CUDA; 64 on CPU
     python bench/train_step.py --batches 64 256 --steps 30
+    python bench/train_step.py --world-size 4        # and gan_core's step under DDP on 4 GPUs
 
 Both run in this process on the same device. The reference is the classic PyTorch DCGAN
 example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32, Sigmoid + BCELoss,
@@ -13,20 +14,31 @@ Adam, the dataset resident on the GPU and no host sync inside the step.
 
 One JSON line per (implementation, batch): images/s, achieved TFLOP/s (FLOPs of one step
 counted with torch's FlopCounterMode) and, for gan_core, the ratio to the reference.
+
+With `--world-size N` (N > 1) gan_core's step also runs under DistributedDataParallel in N
+processes (one GPU each with NCCL on CUDA, gloo on CPU), each on the given batch (so the
+global batch is N times it), wrapped as Ray Train workers wrap it; one more JSON line gives
+the total images/s and the scaling efficiency: images/s at N / (N x gan_core's images/s in
+one process, measured just before).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
+from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from gan_core.config import load_config
 from gan_core.data import Dataset
 from gan_core.training import Meter, resolve_device, start_training, train_step
+from gan_core.training.distributed import ddp
 
 NZ, NGF, NDF, CHANNELS, SIZE = 100, 64, 64, 3, 64
 
@@ -102,7 +114,19 @@ class ReferenceStep:
 
 
 class GanCoreStep:
-    def __init__(self, device: torch.device, batch: int, images: torch.Tensor, precision: str) -> None:
+    """`batch` is the global batch: with `world_size` workers each trains on batch / world_size."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        batch: int,
+        images: torch.Tensor,
+        precision: str,
+        memory_format: str = "auto",
+        rank: int = 0,
+        world_size: int = 1,
+        wrap: Callable[[nn.Module], nn.Module] | None = None,
+    ) -> None:
         config = load_config(
             None,
             [
@@ -111,11 +135,11 @@ class GanCoreStep:
                 "model.g_norm=batch", "model.d_norm=batch", "loss.name=nonsaturating",
                 "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
                 f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
-                f"train.device={device.type}", "train.steps=1000000",
+                f"train.memory_format={memory_format}", f"train.device={device.type}", "train.steps=1000000",
             ],
         )  # fmt: skip
         dataset = Dataset("synthetic-64", "images", images, images[:64])
-        self.state, self.phases = start_training(config, dataset, device)
+        self.state, self.phases = start_training(config, dataset, device, rank, world_size, wrap)
         self.meter = Meter()
         self.log_every = 100  # what `ganpipe train` does: metrics stay on the device between reads
 
@@ -142,67 +166,174 @@ def flops_per_step(step) -> float:
     return float(counter.get_total_flops())
 
 
-def time_steps(step, device: torch.device, warmup: int, steps: int) -> float:
+def time_steps(
+    step, device: torch.device, warmup: int, steps: int, barrier: Callable[[], None] = lambda: None
+) -> float:
+    """Seconds for `steps` steps after `warmup` untimed ones; `barrier` lines up the processes of a DDP run."""
     for _ in range(warmup):
         step()
     synchronize(device)
+    barrier()
     started = time.perf_counter()
     for _ in range(steps):
         step()
     synchronize(device)
+    barrier()
     return time.perf_counter() - started
 
 
-def main() -> None:
+def synthetic_images(batch: int) -> torch.Tensor:
+    """Uniform noise in [-1, 1], the same for a given batch in every process."""
+    generator = torch.Generator().manual_seed(batch)
+    return torch.rand(max(4 * batch, 1024), CHANNELS, SIZE, SIZE, generator=generator) * 2 - 1
+
+
+def emit(line: dict) -> None:
+    """One JSON line, numbers to 3 decimals."""
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in line.items()}), flush=True)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+# --------------------------------------------------------------------------- one process
+
+
+def measure_one_process(name: str, device: torch.device, batch: int, args: argparse.Namespace) -> dict:
+    """The JSON line of the reference or gan_core's step at `batch`, in this process."""
+    images = synthetic_images(batch)
+    torch.manual_seed(0)
+    if name == "reference":
+        step = ReferenceStep(device, batch, images)
+    else:
+        step = GanCoreStep(device, batch, images, args.precision, args.memory_format)
+    flops = flops_per_step(step)
+    seconds = time_steps(step, device, args.warmup, args.steps)
+    line = {
+        "impl": name,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "batch": batch,
+        "steps": args.steps,
+        "images_per_s": args.steps * batch / seconds,
+        "gflop_per_image": flops / batch / 1e9,
+        "tflop_per_s": flops * args.steps / seconds / 1e12,
+    }
+    if name == "gan_core":
+        state = step.state
+        line["memory_format"] = "channels_last" if state.memory_format == torch.channels_last else "contiguous"
+        line["fused_adam"] = bool(state.opt_g.defaults.get("fused"))
+    del step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return line
+
+
+# --------------------------------------------------------------------------- several processes (DDP)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ddp_worker(rank: int, world_size: int, port: int, batch: int, args: argparse.Namespace, results) -> None:
+    """One DDP process: gan_core's step on `batch` samples of a global batch of world_size x batch."""
+    cuda = args.device_type == "cuda"
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        images = synthetic_images(batch * world_size)
+        step = GanCoreStep(
+            device, batch * world_size, images, args.precision, args.memory_format,
+            rank, world_size, wrap=lambda module: ddp(module, device),
+        )  # fmt: skip
+        seconds = time_steps(step, device, args.warmup, args.steps, barrier=dist.barrier)
+        if rank == 0:
+            results.put(seconds)
+    finally:
+        dist.destroy_process_group()
+
+
+def measure_ddp(device: torch.device, batch: int, args: argparse.Namespace, one_process: dict) -> dict:
+    """The JSON line of gan_core's step under DDP in `args.world_size` processes, `batch` per process."""
+    world_size = args.world_size
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(ddp_worker, args=(world_size, free_port(), batch, args, results), nprocs=world_size, join=True)
+    seconds = results.get()
+    rate = args.steps * batch * world_size / seconds
+    return {
+        "impl": "gan_core_ddp",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "world_size": world_size,
+        "batch_per_worker": batch,
+        "global_batch": batch * world_size,
+        "steps": args.steps,
+        "images_per_s": rate,
+        "images_per_s_per_worker": rate / world_size,
+        "tflop_per_s": rate * one_process["gflop_per_image"] / 1e3,
+        "scaling_efficiency": rate / (world_size * one_process["images_per_s"]),
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="default: 64 256 1024 (CUDA), 64 (CPU)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 5 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 10 / 2)")
     parser.add_argument("--precision", default="auto", help="gan_core's train.precision: auto, bf16 or fp32")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--memory-format",
+        default="auto",
+        choices=["auto", "channels_last", "contiguous"],
+        help="gan_core's train.memory_format (auto: channels_last on CUDA, contiguous on CPU)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (in every process)")
+    parser.add_argument(
+        "--world-size", type=int, default=1, help="also run gan_core's step under DDP in this many processes"
+    )
     args = parser.parse_args()
+    if args.world_size < 1:
+        parser.error("--world-size must be >= 1")
+    device = resolve_device(args.device)
+    if device.type == "cuda" and args.world_size > torch.cuda.device_count():
+        parser.error(f"--world-size {args.world_size} needs as many GPUs; {torch.cuda.device_count()} visible")
+    cuda = device.type == "cuda"
+    args.device_type = device.type
+    args.batches = args.batches or ([64, 256, 1024] if cuda else [64])
+    args.steps = args.steps or (50 if cuda else 5)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
+    return args
 
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cuda = device.type == "cuda"
-    batches = args.batches or ([64, 256, 1024] if cuda else [64])
-    steps = args.steps or (50 if cuda else 5)
-    warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
-    torch.backends.cudnn.benchmark = cuda
-    generator = torch.Generator().manual_seed(0)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
 
-    for batch in batches:
-        images = torch.rand(max(4 * batch, 1024), CHANNELS, SIZE, SIZE, generator=generator) * 2 - 1
-        reference_rate = None
-        for name in ("reference", "gan_core"):
-            torch.manual_seed(0)
-            if name == "reference":
-                step = ReferenceStep(device, batch, images)
-            else:
-                step = GanCoreStep(device, batch, images, args.precision)
-            flops = flops_per_step(step)
-            seconds = time_steps(step, device, warmup, steps)
-            rate = steps * batch / seconds
-            line = {
-                "impl": name,
-                "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-                "torch": torch.__version__,
-                "batch": batch,
-                "steps": steps,
-                "images_per_s": round(rate, 1),
-                "gflop_per_image": round(flops / batch / 1e9, 3),
-                "tflop_per_s": round(flops * steps / seconds / 1e12, 3),
-            }
-            if name == "reference":
-                reference_rate = rate
-            else:
-                line["ratio_to_reference"] = round(rate / reference_rate, 3)
-            print(json.dumps(line), flush=True)
-            del step
-            if cuda:
-                torch.cuda.empty_cache()
+    for batch in args.batches:
+        reference = measure_one_process("reference", device, batch, args)
+        emit(reference)
+        gan_core = measure_one_process("gan_core", device, batch, args)
+        gan_core["ratio_to_reference"] = gan_core["images_per_s"] / reference["images_per_s"]
+        emit(gan_core)
+        if args.world_size > 1:
+            emit(measure_ddp(device, batch, args, gan_core))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,10 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # Layout of conv models' weights and of the image data (resident, so no per-step conversion):
+    # channels_last is NHWC. auto: channels_last on CUDA, contiguous (NCHW) on CPU. MLPs ignore it.
+    # (Not on/off: YAML reads those as booleans.)
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     log_every: int = 100  # metrics reach the hook every N steps (one host sync per N steps)
     checkpoint_every: int = 1000
     sample_every: int = 200  # frames of the training GIF

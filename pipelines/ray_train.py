@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,13 +137,10 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     """Runs in every Ray Train worker."""
     import ray.train
     import ray.train.torch
-    from torch.nn.parallel import DistributedDataParallel
 
+    from gan_core.training.distributed import ddp
     from pipelines.datasets import load_for
 
-    # A [1, N] weight's gradient may come back with strides (1, 1) instead of (N, 1): both are
-    # valid layouts of that shape, but DDP warns about the bucket view every step.
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     config = from_dict(loop_config["config"])
@@ -162,9 +158,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             return module
         if loop_config.get("sync_batchnorm"):
             module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        ids = [device.index] if device.type == "cuda" else None
-        # Gradients as bucket views avoid a copy per step; buckets of 25 MB suit these model sizes.
-        return DistributedDataParallel(module, device_ids=ids, gradient_as_bucket_view=True, bucket_cap_mb=25)
+        return ddp(module, device)
 
     hooks: list[Hook] = [
         RayReporter(

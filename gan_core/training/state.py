@@ -11,6 +11,7 @@ source draws domain B independently of domain A.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from gan_core.config import ExperimentConfig, from_dict
+from gan_core.config import ExperimentConfig, OptimConfig, from_dict
 from gan_core.data import Dataset
 from gan_core.models import GAN, MODELS, Discriminator, DomainCritics, Generator, Translator
 from gan_core.training.batches import BatchSource
@@ -46,6 +48,7 @@ class TrainState:
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # whatever a caller wants kept (e.g. a run id)
     target_batches: BatchSource | None = None  # translation models: domain B, in its own order
+    memory_format: torch.memory_format = torch.contiguous_format  # of conv weights and resident images
 
     @property
     def sampler(self) -> Generator | Translator:
@@ -82,6 +85,9 @@ class TrainState:
             self.ema.model.load_state_dict(ckpt["ema_generator"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
+        # A checkpoint written under another memory format holds the moments in that layout.
+        _lay_out_state_like_params(self.opt_g)
+        _lay_out_state_like_params(self.opt_d)
         # The optimiser's hyperparameters come from the config, not the checkpoint: Population
         # Based Training resumes a checkpoint under perturbed learning rates.
         optim = self.config.optim
@@ -120,17 +126,21 @@ def build_state(
 ) -> TrainState:
     torch.manual_seed(config.train.seed)  # same initial weights on every rank
     gan = build_models(config, dataset)
-    generator, discriminator = gan.generator.to(device), gan.discriminator.to(device)
-    adam = dict(betas=(config.optim.beta1, config.optim.beta2))
-    fused = {"fused": True} if device.type == "cuda" else {}
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.optim.lr_g, **adam, **fused)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.optim.lr_d, **adam, **fused)
+    layout = memory_format_for(config, device, gan.generator, gan.discriminator)
+    # Before the optimisers and the EMA copy exist, so that their tensors take the same layout.
+    generator = gan.generator.to(device, memory_format=layout)
+    discriminator = gan.discriminator.to(device, memory_format=layout)
+    fused = fused_adam_supported(device.type)
+    opt_g = build_adam(generator.parameters(), config.optim.lr_g, config.optim, fused)
+    opt_d = build_adam(discriminator.parameters(), config.optim.lr_d, config.optim, fused)
     ema = EMA(generator, config.train.ema_decay) if config.train.ema_decay > 0 else None
-    batches = _batch_source(dataset, config, device, rank, world_size, seed=config.train.seed)
+    batches = _batch_source(dataset, config, device, rank, world_size, seed=config.train.seed, layout=layout)
     noise = torch.Generator(device=device).manual_seed(config.train.seed * 1000 + rank + 1)
     if dataset.translation:
         # Domain B in an order of its own, so that no pairing of A and B repeats epoch after epoch.
-        target_batches = _batch_source(dataset.target, config, device, rank, world_size, seed=config.train.seed + 1)
+        target_batches = _batch_source(
+            dataset.target, config, device, rank, world_size, seed=config.train.seed + 1, layout=layout
+        )
         fixed_latent, fixed_labels = dataset.test_x[:FIXED_BATCH].to(device), None
     else:
         target_batches = None
@@ -152,15 +162,62 @@ def build_state(
         fixed_labels,
         device,
         target_batches=target_batches,
+        memory_format=layout,
     )
 
 
+def memory_format_for(config: ExperimentConfig, device: torch.device, *models: nn.Module) -> torch.memory_format:
+    """channels_last (NHWC) for conv models when `train.memory_format` asks for it (auto: on CUDA,
+    where cuDNN's NHWC kernels are the fast ones); the plain contiguous layout otherwise."""
+    choice = config.train.memory_format
+    if choice == "auto":
+        choice = "channels_last" if device.type == "cuda" else "contiguous"
+    convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for model in models for m in model.modules())
+    return torch.channels_last if choice == "channels_last" and convolutional else torch.contiguous_format
+
+
+@functools.cache
+def fused_adam_supported(device_type: str) -> bool:
+    """Whether this torch has a fused (single-kernel) Adam for the device: CUDA, and CPU since 2.4."""
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device_type, requires_grad=True)], fused=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+def build_adam(params, lr: float, optim: OptimConfig, fused: bool) -> torch.optim.Adam:
+    """Adam as the config sets it; `fused` picks the single-kernel implementation (same update)."""
+    return torch.optim.Adam(params, lr=lr, betas=(optim.beta1, optim.beta2), **({"fused": True} if fused else {}))
+
+
+def _lay_out_state_like_params(optimizer: torch.optim.Optimizer) -> None:
+    """Give each moment tensor its parameter's strides. Fused Adam on CPU (torch 2.13) does not
+    check that they match: a channels_last parameter whose moments came back NCHW from a checkpoint
+    of a contiguous run gets a wrong update (off by about the learning rate per element), silently."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            moments = optimizer.state.get(param, {})
+            for name, value in moments.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    moments[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def _batch_source(
-    dataset: Dataset, config: ExperimentConfig, device: torch.device, rank: int, world_size: int, seed: int
+    dataset: Dataset,
+    config: ExperimentConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    seed: int,
+    layout: torch.memory_format = torch.contiguous_format,
 ) -> BatchSource:
     data_device = device if _fits_on(device, dataset) else torch.device("cpu")
+    images = dataset.train_x.to(data_device)
+    if images.dim() == 4:  # laid out once here: indexing a batch out of it keeps the layout
+        images = images.contiguous(memory_format=layout)
     return BatchSource(
-        dataset.train_x.to(data_device),
+        images,
         dataset.train_y.to(data_device) if dataset.train_y is not None else None,
         config.train.batch_size,
         seed=seed,

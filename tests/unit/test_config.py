@@ -37,6 +37,8 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("train.steps=2.5", "train.steps"),
         ("train.steps=0", "train.steps"),
         ("train.precision=fp8", "train.precision"),
+        ("train.memory_format=nhwc", "train.memory_format"),
+        ("train.memory_format=on", "train.memory_format"),  # YAML reads `on` as true
         ("model.name=transformer", "model.name"),
         ("loss.name=focal", "loss.name"),
         ("data.name=imagenet", "data.name"),
@@ -58,6 +60,8 @@ def test_error_lists_what_is_allowed():
         load_config(overrides=["optim.learning_rate=1"])
     with pytest.raises(ConfigError, match=r"one of \['auto', 'fp32', 'bf16'\]"):
         load_config(overrides=["train.precision=fp16"])
+    with pytest.raises(ConfigError, match=r"one of \['auto', 'channels_last', 'contiguous'\]"):
+        load_config(overrides=["train.memory_format=off"])
 
 
 def test_learning_rate_schedules():
