@@ -86,6 +86,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "nonsaturating"  # a key of gan_core.losses.LOSSES
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (Mescheder et al. 2018)
+    r1_every: int = 1  # lazy R1: on every Nth discriminator update only, N times as strong
     gp_weight: float = 10.0  # lambda of WGAN-GP's gradient penalty
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - s (ganhacks)
     instance_noise: float = 0.0  # std of noise added to D's inputs, annealed linearly to 0
@@ -102,6 +103,7 @@ class LossConfig:
         for key in ("r1_weight", "gp_weight", "instance_noise", "aux_weight", "reconstruction_weight"):
             value = getattr(self, key)
             _check(math.isfinite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
+        _check(self.r1_every >= 1, "loss.r1_every", "an integer >= 1", self.r1_every)
         _check(0 <= self.label_smoothing < 0.5, "loss.label_smoothing", "a number in [0, 0.5)", self.label_smoothing)
         _check(
             self.label_smoothing == 0 or LOSSES.get(self.name).supports_label_smoothing,

@@ -74,20 +74,33 @@ BENCHMARKS = {
     "stacked": Benchmark("stacked", "stacked-digits", 100, Target(1000, None, 0.05), seconds=float("inf")),
 }
 
-# The ablation ladder: a plain GAN with the preset's network, steps and learning rate, then the
-# preset's techniques added one at a time (cumulative; the last row is the preset itself).
-_PLAIN = ["loss.name=nonsaturating", "loss.r1_weight=0", "train.ema_decay=0", "model.latent_dim=64"]
-_LADDER = [
-    ("GAN (non-saturating, 64-d latent)", [*_PLAIN, "optim.lr_schedule=constant"]),
-    ("+ R1", ["loss.name=nonsaturating", "train.ema_decay=0", "model.latent_dim=64", "optim.lr_schedule=constant"]),
-    ("+ EMA generator", ["loss.name=nonsaturating", "model.latent_dim=64", "optim.lr_schedule=constant"]),
-    ("+ 2-d latent", ["loss.name=nonsaturating", "optim.lr_schedule=constant"]),
-    ("+ least-squares loss", ["optim.lr_schedule=constant"]),
-    ("+ lr decay (the preset)", []),
+# The ablation ladder: a plain GAN with the preset's network, steps and base learning rate,
+# then the preset's techniques added one at a time, cumulatively, so the last rung is the
+# preset itself. Each technique is named with the overrides that take it out again.
+Technique = tuple[str, list[str]]
+_TECHNIQUES: list[Technique] = [
+    ("R1", ["loss.r1_weight=0"]),
+    ("EMA generator", ["train.ema_decay=0"]),
+    ("2-d latent", ["model.latent_dim=64"]),
+    ("least-squares loss", ["loss.name=nonsaturating"]),
+    ("lr decay", ["optim.lr_schedule=constant"]),
 ]
+_ADAM_NO_MOMENTUM: Technique = ("Adam betas (0, 0.99)", ["optim.beta1=0.5", "optim.beta2=0.999"])
+
+
+def ladder(techniques: list[Technique]) -> list[tuple[str, list[str]]]:
+    """[(label, overrides)]: rung i has the first i techniques, every later one taken out."""
+    rungs = []
+    for i in range(len(techniques) + 1):
+        removed = [override for _, overrides in techniques[i:] for override in overrides]
+        label = "GAN (non-saturating, 64-d latent)" if i == 0 else f"+ {techniques[i - 1][0]}"
+        rungs.append((label + (" = the preset" if i == len(techniques) else ""), removed))
+    return rungs
+
+
 ABLATIONS: dict[str, list[tuple[str, list[str]]]] = {
-    "ring-hq": _LADDER,
-    "grid-hq": [*_LADDER, ("preset with PacGAN2 (pack 2)", ["model.pack=2"])],
+    "ring-hq": ladder(_TECHNIQUES),
+    "grid-hq": [*ladder([*_TECHNIQUES, _ADAM_NO_MOMENTUM]), ("the preset with PacGAN2 (pack 2)", ["model.pack=2"])],
 }
 
 

@@ -131,6 +131,7 @@ def start_training(
         noise=state.noise,
         autocast=autocast_for(config, device),
         num_classes=state.generator.num_classes,
+        d_updates=state.step * config.train.d_steps,  # a resumed run keeps lazy R1's rhythm
     )
     phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
     return state, phases

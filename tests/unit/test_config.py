@@ -37,6 +37,7 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("train.steps=2.5", "train.steps"),
         ("train.steps=0", "train.steps"),
         ("train.precision=fp8", "train.precision"),
+        ("loss.r1_every=0", "loss.r1_every"),
         ("train.memory_format=nhwc", "train.memory_format"),
         ("train.memory_format=on", "train.memory_format"),  # YAML reads `on` as true
         ("model.name=transformer", "model.name"),
