@@ -85,7 +85,6 @@ _TECHNIQUES: list[Technique] = [
     ("least-squares loss", ["loss.name=nonsaturating"]),
     ("lr decay", ["optim.lr_schedule=constant"]),
 ]
-_ADAM_NO_MOMENTUM: Technique = ("Adam betas (0, 0.99)", ["optim.beta1=0.5", "optim.beta2=0.999"])
 
 
 def ladder(techniques: list[Technique]) -> list[tuple[str, list[str]]]:
@@ -100,7 +99,7 @@ def ladder(techniques: list[Technique]) -> list[tuple[str, list[str]]]:
 
 ABLATIONS: dict[str, list[tuple[str, list[str]]]] = {
     "ring-hq": ladder(_TECHNIQUES),
-    "grid-hq": [*ladder([*_TECHNIQUES, _ADAM_NO_MOMENTUM]), ("the preset with PacGAN2 (pack 2)", ["model.pack=2"])],
+    "grid-hq": [*ladder(_TECHNIQUES), ("the preset with PacGAN2 (pack 2)", ["model.pack=2"])],
 }
 
 
