@@ -86,6 +86,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "nonsaturating"  # a key of gan_core.losses.LOSSES
     r1_weight: float = 0.0  # gamma of the R1 penalty on real data (Mescheder et al. 2018)
+    r1_every: int = 1  # lazy R1: on every Nth discriminator update only, N times as strong
     gp_weight: float = 10.0  # lambda of WGAN-GP's gradient penalty
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - s (ganhacks)
     instance_noise: float = 0.0  # std of noise added to D's inputs, annealed linearly to 0
@@ -102,6 +103,7 @@ class LossConfig:
         for key in ("r1_weight", "gp_weight", "instance_noise", "aux_weight", "reconstruction_weight"):
             value = getattr(self, key)
             _check(math.isfinite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
+        _check(self.r1_every >= 1, "loss.r1_every", "an integer >= 1", self.r1_every)
         _check(0 <= self.label_smoothing < 0.5, "loss.label_smoothing", "a number in [0, 0.5)", self.label_smoothing)
         _check(
             self.label_smoothing == 0 or LOSSES.get(self.name).supports_label_smoothing,
@@ -117,6 +119,11 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # Both learning rates stay constant, or from `decay_start` (a fraction of train.steps) fall
+    # towards `decay_to` times their value at the last step, linearly or along a half cosine.
+    lr_schedule: Literal["constant", "linear-decay", "cosine"] = "constant"
+    decay_start: float = 0.0
+    decay_to: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("lr_g", "lr_d"):
@@ -125,6 +132,18 @@ class OptimConfig:
         for key in ("beta1", "beta2"):
             value = getattr(self, key)
             _check(0 <= value < 1, f"optim.{key}", "a number in [0, 1)", value)
+        _check(0 <= self.decay_start < 1, "optim.decay_start", "a number in [0, 1)", self.decay_start)
+        _check(0 <= self.decay_to <= 1, "optim.decay_to", "a number in [0, 1]", self.decay_to)
+
+    def lr_scale(self, step: int, steps: int) -> float:
+        """Multiplier of lr_g and lr_d for generator update `step` (1-based) of `steps`."""
+        done = (step - 1) / steps  # fraction of training behind this update, in [0, 1)
+        if self.lr_schedule == "constant" or done < self.decay_start:
+            return 1.0
+        progress = (done - self.decay_start) / (1.0 - self.decay_start)
+        linear = self.lr_schedule == "linear-decay"
+        shape = 1.0 - progress if linear else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.decay_to + (1.0 - self.decay_to) * shape
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.cli_flows import add_flow_commands
 
     add_flow_commands(commands)
+    from pipelines.cli_bench import add_bench_commands
+
+    add_bench_commands(commands)
     return parser
 
 

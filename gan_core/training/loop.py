@@ -75,6 +75,8 @@ def fit(
         step = state.step + 1
         report = step % train.log_every == 0 or step % train.checkpoint_every == 0 or step == train.steps
         ctx.instance_noise = config.loss.instance_noise * max(0.0, 1.0 - state.step / train.steps)
+        if config.optim.lr_schedule != "constant":
+            _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
         train_step(state, phases, meter, report)
 
@@ -99,6 +101,14 @@ def fit(
     return state
 
 
+def _scale_learning_rates(state: TrainState, scale: float) -> None:
+    """`optim.lr_schedule`: both optimisers at their configured rate times `scale`."""
+    optim = state.config.optim
+    for optimizer, lr in ((state.opt_g, optim.lr_g), (state.opt_d, optim.lr_d)):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * scale
+
+
 def start_training(
     config: ExperimentConfig,
     dataset: Dataset,
@@ -121,6 +131,7 @@ def start_training(
         noise=state.noise,
         autocast=autocast_for(config, device),
         num_classes=state.generator.num_classes,
+        d_updates=state.step * config.train.d_steps,  # a resumed run keeps lazy R1's rhythm
     )
     phases = (TranslationPhases if is_translator(state.generator) else GANPhases)(state, ctx, d_train, g_train)
     return state, phases

@@ -33,6 +33,15 @@ class StepContext:
     autocast: AbstractContextManager
     num_classes: int  # > 0 when G and D take labels
     instance_noise: float = 0.0  # the current (annealed) std
+    d_updates: int = 0  # discriminator updates so far, counted for lazy R1
+
+    def next_r1_weight(self) -> float:
+        """R1's weight in the discriminator update about to run. Lazy R1 (`loss.r1_every` = N,
+        Karras et al. 2020) applies it on every Nth update only, N times as strong: the same
+        penalty on average, without the double backward on the other N-1 updates."""
+        every = self.loss_cfg.r1_every
+        self.d_updates += 1
+        return self.loss_cfg.r1_weight * every if (self.d_updates - 1) % every == 0 else 0.0
 
 
 def discriminator_step(
@@ -56,7 +65,8 @@ def discriminator_step(
         mix = torch.rand((batch,) + (1,) * (real.dim() - 1), generator=ctx.noise, device=real.device)
         inputs.append(torch.lerp(real, fake, mix))
     scored = torch.cat(inputs)
-    needs_input_grad = ctx.loss.gradient_penalty or ctx.loss_cfg.r1_weight > 0
+    r1_weight = ctx.next_r1_weight()
+    needs_input_grad = ctx.loss.gradient_penalty or r1_weight > 0
     scored.requires_grad_(needs_input_grad)
     scored_labels = labels.repeat(len(inputs)) if labels is not None else None
 
@@ -73,9 +83,9 @@ def discriminator_step(
         loss = loss + ctx.loss_cfg.aux_weight * aux
         metrics["d_aux_loss"] = aux.detach()
         metrics["d_class_acc"] = (cls_real.argmax(1) == labels).float().mean()
-    if ctx.loss_cfg.r1_weight > 0:
+    if r1_weight > 0:
         r1 = input_gradient_penalty(real_logit, scored)  # only the real rows have a path to the logit
-        loss = loss + 0.5 * ctx.loss_cfg.r1_weight * r1
+        loss = loss + 0.5 * r1_weight * r1
         metrics["r1_penalty"] = r1.detach()
     if ctx.loss.gradient_penalty:
         gp = unit_gradient_penalty(logits[2], scored)

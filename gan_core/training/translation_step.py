@@ -37,12 +37,13 @@ def translation_discriminator_step(
 ) -> dict[str, torch.Tensor]:
     with torch.no_grad(), ctx.autocast:
         fake_b, fake_a = translator.a_to_b(real_a), translator.b_to_a(real_b)
-    scored_a, parts = _critic_inputs(real_a, fake_a.to(real_a.dtype), ctx)
-    scored_b, _ = _critic_inputs(real_b, fake_b.to(real_b.dtype), ctx)
+    r1_weight = ctx.next_r1_weight()  # one update of both critics
+    scored_a, parts = _critic_inputs(real_a, fake_a.to(real_a.dtype), ctx, r1_weight > 0)
+    scored_b, _ = _critic_inputs(real_b, fake_b.to(real_b.dtype), ctx, r1_weight > 0)
     with ctx.autocast:
         logit_a, logit_b = d_train(scored_a, scored_b)  # both critics in one forward, for DDP
-    loss_a, metrics_a = _critic_loss(logit_a.float(), scored_a, parts, ctx)
-    loss_b, metrics_b = _critic_loss(logit_b.float(), scored_b, parts, ctx)
+    loss_a, metrics_a = _critic_loss(logit_a.float(), scored_a, parts, ctx, r1_weight)
+    loss_b, metrics_b = _critic_loss(logit_b.float(), scored_b, parts, ctx, r1_weight)
     loss = loss_a + loss_b
 
     opt_d.zero_grad(set_to_none=True)
@@ -57,7 +58,7 @@ def translation_discriminator_step(
     return metrics
 
 
-def _critic_inputs(real: torch.Tensor, fake: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, int]:
+def _critic_inputs(real: torch.Tensor, fake: torch.Tensor, ctx: StepContext, r1: bool) -> tuple[torch.Tensor, int]:
     """Real and fake (and, for WGAN-GP, interpolates) in one batch, as the GAN step scores them."""
     real, fake = with_instance_noise(real, ctx), with_instance_noise(fake, ctx)
     inputs = [real, fake]
@@ -65,12 +66,12 @@ def _critic_inputs(real: torch.Tensor, fake: torch.Tensor, ctx: StepContext) -> 
         mix = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=ctx.noise, device=real.device)
         inputs.append(torch.lerp(real, fake, mix))
     scored = torch.cat(inputs)
-    scored.requires_grad_(ctx.loss.gradient_penalty or ctx.loss_cfg.r1_weight > 0)
+    scored.requires_grad_(ctx.loss.gradient_penalty or r1)
     return scored, len(inputs)
 
 
 def _critic_loss(
-    logits: torch.Tensor, scored: torch.Tensor, parts: int, ctx: StepContext
+    logits: torch.Tensor, scored: torch.Tensor, parts: int, ctx: StepContext, r1_weight: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     chunks = logits.chunk(parts)
     real_logit, fake_logit = chunks[0], chunks[1]
@@ -80,9 +81,9 @@ def _critic_loss(
         "d_real": ctx.loss.score(real_logit.detach()).mean(),
         "d_fake": ctx.loss.score(fake_logit.detach()).mean(),
     }
-    if ctx.loss_cfg.r1_weight > 0:
+    if r1_weight > 0:
         r1 = input_gradient_penalty(real_logit, scored)  # only the real rows have a path to the logit
-        loss = loss + 0.5 * ctx.loss_cfg.r1_weight * r1
+        loss = loss + 0.5 * r1_weight * r1
         metrics["r1_penalty"] = r1.detach()
     if ctx.loss.gradient_penalty:
         gp = unit_gradient_penalty(chunks[2], scored)

@@ -37,6 +37,7 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("train.steps=2.5", "train.steps"),
         ("train.steps=0", "train.steps"),
         ("train.precision=fp8", "train.precision"),
+        ("loss.r1_every=0", "loss.r1_every"),
         ("train.memory_format=nhwc", "train.memory_format"),
         ("train.memory_format=on", "train.memory_format"),  # YAML reads `on` as true
         ("model.name=transformer", "model.name"),
@@ -45,6 +46,9 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("loss.label_smoothing=0.7", "loss.label_smoothing"),
         ("train.ema_decay=1.0", "train.ema_decay"),
         ("model.pack=0", "model.pack"),
+        ("optim.lr_schedule=step", "optim.lr_schedule"),
+        ("optim.decay_start=1.0", "optim.decay_start"),
+        ("optim.decay_to=1.5", "optim.decay_to"),
     ],
 )
 def test_bad_values_and_unknown_keys_name_the_key(override: str, named: str):
@@ -59,6 +63,19 @@ def test_error_lists_what_is_allowed():
         load_config(overrides=["train.precision=fp16"])
     with pytest.raises(ConfigError, match=r"one of \['auto', 'channels_last', 'contiguous'\]"):
         load_config(overrides=["train.memory_format=off"])
+
+
+def test_learning_rate_schedules():
+    scale = lambda schedule, step: load_config(  # noqa: E731
+        overrides=[f"optim.lr_schedule={schedule}", "optim.decay_start=0.5"]
+    ).optim.lr_scale(step, 100)
+    assert load_config().optim.lr_schedule == "constant"
+    assert [scale("constant", s) for s in (1, 51, 100)] == [1.0, 1.0, 1.0]
+    assert [scale("linear-decay", s) for s in (1, 51, 76, 100)] == pytest.approx([1.0, 1.0, 0.5, 0.02])
+    assert [scale("cosine", s) for s in (1, 51, 76)] == pytest.approx([1.0, 1.0, 0.5])
+    assert 0 < scale("cosine", 100) < 0.01
+    floor = load_config(overrides=["optim.lr_schedule=linear-decay", "optim.decay_start=0.5", "optim.decay_to=0.2"])
+    assert [floor.optim.lr_scale(s, 100) for s in (51, 76)] == pytest.approx([1.0, 0.6])
 
 
 def test_cross_field_rules():

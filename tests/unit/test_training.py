@@ -1,3 +1,4 @@
+import copy
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,14 @@ import torch
 from gan_core.config import load_config
 from gan_core.data import load_dataset
 from gan_core.outputs import FolderCheckpointer, checkpoint_steps, latest_checkpoint
-from gan_core.training import Hook, NonFiniteLossError, fit, generator_from_checkpoint, load_checkpoint
+from gan_core.training import (
+    Hook,
+    NonFiniteLossError,
+    fit,
+    generator_from_checkpoint,
+    load_checkpoint,
+    start_training,
+)
 
 RING = ["data.name=ring", "data.n_train=2000", "model.g_width=32", "model.d_width=32", "train.batch_size=64"]
 
@@ -73,6 +81,34 @@ def test_k_discriminator_steps_per_generator_step():
     d_steps = {float(s["step"]) for s in state.opt_d.state.values()}
     g_steps = {float(s["step"]) for s in state.opt_g.state.values()}
     assert d_steps == {12.0} and g_steps == {4.0}
+
+
+def test_lazy_r1_applies_the_penalty_every_nth_update_n_times_as_strong_and_resumes():
+    data = load_dataset("ring", n_train=2000)
+    lazy = ("loss.r1_weight=0.5", "loss.r1_every=3", "train.d_steps=2")
+    state, phases = start_training(_config(*lazy), data)
+    weights = [phases.ctx.next_r1_weight() for _ in range(7)]
+    assert weights == [1.5, 0.0, 0.0, 1.5, 0.0, 0.0, 1.5]
+    # The penalty changes training, and a resumed run keeps its rhythm (step 5 = D update 10).
+    straight = fit(_config(*lazy), data)
+    assert not torch.equal(_weights(straight), _weights(fit(_config("loss.r1_weight=0", "train.d_steps=2"), data)))
+    recorder = Recorder()
+    fit(_config(*lazy, "train.steps=5"), data, [recorder])
+    resumed = fit(_config(*lazy), data, resume_from=recorder.checkpoints[-1][1])
+    assert torch.equal(_weights(straight), _weights(resumed))
+
+
+def test_learning_rate_schedule_reaches_the_optimisers_and_resumes():
+    data = load_dataset("ring", n_train=2000)
+    schedule = ("optim.lr_schedule=linear-decay", "optim.decay_start=0.25")
+    recorder = Recorder()
+    recorder.on_checkpoint = lambda step, ckpt, state: recorder.checkpoints.append((step, copy.deepcopy(ckpt)))
+    state = fit(_config(*schedule), data, [recorder])
+    assert [g["lr"] for g in state.opt_g.param_groups] == pytest.approx([2e-4 / 15])  # update 20 of 20
+    assert [g["lr"] for g in state.opt_d.param_groups] == pytest.approx([2e-4 / 15])
+    step, checkpoint = recorder.checkpoints[0]  # mid-decay: a resumed run must take up the schedule there
+    assert step == 10
+    assert torch.equal(_weights(state), _weights(fit(_config(*schedule), data, resume_from=checkpoint)))
 
 
 @pytest.mark.parametrize(

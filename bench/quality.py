@@ -1,0 +1,20 @@
+"""Mode-collapse benchmarks (PacGAN protocol) over several seeds, beside the published tables.
+
+    python bench/quality.py                          # ring-hq and grid-hq, 5 seeds each, 2 threads
+    python bench/quality.py --quick                  # smoke: 2 seeds, a few hundred steps
+    python bench/quality.py --bench stacked --seeds 3
+    python bench/quality.py --bench ring --ablation --seeds 3
+    ganpipe bench quality ...                        # the same code (pipelines/quality.py)
+
+Prints, per benchmark, a markdown table (each seed, mean ± standard error, the published
+rows), then one JSON line per run and per benchmark.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipelines.quality import main
+
+if __name__ == "__main__":
+    sys.exit(main())

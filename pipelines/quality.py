@@ -1,0 +1,313 @@
+"""The mode-collapse benchmarks of the GAN literature, measured beside their published rows.
+
+`bench/quality.py` and `ganpipe bench quality` run this: for each benchmark (the 2-D ring and
+grid with the PacGAN protocol, optionally stacked digits) it trains one preset over several
+seeds with gan_core alone, evaluates every run with the protocol (no truncation, no filtering
+of samples: the generator's own draws), and prints each seed, the mean ± standard error and
+the published rows, then one JSON line per run and per benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from gan_core.config import load_config, preset_path
+
+# (row, modes, high-quality %, reverse KL); None where the paper does not report it.
+Published = tuple[str, float, float | None, float | None]
+
+PUBLISHED: dict[str, list[Published]] = {
+    "ring": [
+        ("GAN (PacGAN T1)", 6.3, 98.2, 0.45),
+        ("PacGAN2 (PacGAN T1)", 7.9, 95.6, 0.07),
+        ("PacGAN3 (PacGAN T1)", 7.8, 97.7, 0.10),
+        ("VEEGAN", 8.0, 52.9, None),
+        ("GDPP", 8.0, 71.7, None),
+    ],
+    "grid": [
+        ("GAN (PacGAN T1)", 17.3, 94.8, 0.70),
+        ("PacGAN3 (PacGAN T1)", 24.6, 94.2, 0.06),
+        ("PacGAN4 (PacGAN T1)", 24.8, 93.6, 0.04),
+        ("VEEGAN", 24.6, 40.0, None),
+        ("GDPP", 24.8, 68.5, None),
+    ],
+    "stacked": [
+        ("DCGAN (PacGAN T2)", 78.9, None, 4.50),
+        ("PacDCGAN2 (PacGAN T2)", 1000.0, None, 0.06),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    modes: float
+    high_quality: float | None  # fraction
+    kl: float
+
+    def met(self, run: dict[str, float]) -> bool:
+        return (
+            run["modes"] >= self.modes
+            and (self.high_quality is None or run["high_quality"] >= self.high_quality)
+            and run["kl"] <= self.kl
+        )
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    preset: str
+    quick_steps: int
+    target: Target
+    seconds: float = 180.0  # the issue's time budget per run (on 2 CPU cores)
+
+
+BENCHMARKS = {
+    "ring": Benchmark("ring", "ring-hq", 300, Target(8, 0.98, 0.02)),
+    "grid": Benchmark("grid", "grid-hq", 300, Target(25, 0.97, 0.02)),
+    "stacked": Benchmark("stacked", "stacked-digits", 100, Target(1000, None, 0.05), seconds=float("inf")),
+}
+
+# The ablation ladder: a plain GAN with the preset's network, steps and base learning rate,
+# then the preset's techniques added one at a time, cumulatively, so the last rung is the
+# preset itself. Each technique is named with the overrides that take it out again.
+Technique = tuple[str, list[str]]
+_TECHNIQUES: list[Technique] = [
+    ("R1", ["loss.r1_weight=0"]),
+    ("EMA generator", ["train.ema_decay=0"]),
+    ("2-d latent", ["model.latent_dim=64"]),
+    ("least-squares loss", ["loss.name=nonsaturating"]),
+    ("lr decay", ["optim.lr_schedule=constant"]),
+]
+
+
+def ladder(techniques: list[Technique]) -> list[tuple[str, list[str]]]:
+    """[(label, overrides)]: rung i has the first i techniques, every later one taken out."""
+    rungs = []
+    for i in range(len(techniques) + 1):
+        removed = [override for _, overrides in techniques[i:] for override in overrides]
+        label = "GAN (non-saturating, 64-d latent)" if i == 0 else f"+ {techniques[i - 1][0]}"
+        rungs.append((label + (" = the preset" if i == len(techniques) else ""), removed))
+    return rungs
+
+
+ABLATIONS: dict[str, list[tuple[str, list[str]]]] = {
+    "ring-hq": ladder(_TECHNIQUES),
+    "grid-hq": [*ladder(_TECHNIQUES), ("the preset with PacGAN2 (pack 2)", ["model.pack=2"])],
+}
+
+
+@dataclass
+class Run:
+    bench: str
+    preset: str
+    seed: int
+    steps: int
+    threads: int
+    wall_s: float
+    values: dict[str, float]
+    label: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        row = {"bench": self.bench, "preset": self.preset, "label": self.label, "seed": self.seed}
+        row.update(steps=self.steps, threads=self.threads, wall_s=round(self.wall_s, 1))
+        row.update({k: round(v, 5) for k, v in self.values.items()})
+        return row
+
+
+def train_and_evaluate(
+    bench: Benchmark, seed: int, steps: int | None, overrides: Sequence[str], threads: int, cache_dir: str | None
+) -> Run:
+    """One seed: gan_core's loop, then the full evaluation protocol on the (EMA) generator."""
+    import torch
+
+    from gan_core.data import load_dataset
+    from gan_core.metrics import Evaluator
+    from gan_core.training import fit
+
+    torch.set_num_threads(threads)
+    base = [f"train.seed={seed}"] + ([f"train.steps={steps}"] if steps else [])
+    config = load_config(preset_path(bench.preset), [*base, *overrides])
+    quiet = [f"train.{key}={config.train.steps}" for key in ("log_every", "checkpoint_every", "sample_every")]
+    config = load_config(None, quiet, base=config.to_dict())
+    data = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    evaluator = Evaluator(data, config.eval, cache_dir=cache_dir)
+    started = time.perf_counter()
+    state = fit(config, data)
+    wall = time.perf_counter() - started
+    report = evaluator.evaluate(state.sampler)
+    if bench.name == "stacked":
+        values = {"modes": report["stacked_modes"]["value"], "kl": report["stacked_kl"]["value"]}
+        values.update(real_modes=report["stacked_modes"]["real"], real_kl=report["stacked_kl"]["real"])
+    else:
+        values = {
+            "modes": report["modes"]["value"],
+            "high_quality": report["high_quality"]["value"],
+            "kl": report["reverse_kl"]["value"],
+        }
+    return Run(bench.name, bench.preset, seed, config.train.steps, threads, wall, values)
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def summarise(bench: Benchmark, runs: list[Run], label: str = "") -> dict[str, object]:
+    summary: dict[str, object] = {"bench": bench.name, "preset": bench.preset, "label": label, "runs": len(runs)}
+    for key in runs[0].values:
+        mean, se = mean_se([r.values[key] for r in runs])
+        summary[f"{key}_mean"], summary[f"{key}_se"] = round(mean, 5), round(se, 5)
+    summary["wall_s_max"] = round(max(r.wall_s for r in runs), 1)
+    summary["threads"] = runs[0].threads
+    summary["target_met_every_seed"] = all(bench.target.met(r.values) for r in runs)
+    return summary
+
+
+def _cell(mean: float | None, se: float | None = None, digits: int = 2, scale: float = 1.0) -> str:
+    if mean is None:
+        return "—"
+    text = f"{mean * scale:.{digits}f}"
+    if se is not None and se == se:
+        text += f" ± {se * scale:.{digits}f}"
+    return text
+
+
+def table(bench: Benchmark, groups: list[tuple[str, list[Run]]], per_seed: bool = True) -> str:
+    """Markdown: (per-seed rows), mean ± s.e. per group, then the published rows."""
+    stacked = bench.name == "stacked"
+    columns = ["run", "modes"] + ([] if stacked else ["high-quality %"]) + ["reverse KL", "wall s"]
+    head = "| " + " | ".join(columns) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for label, runs in groups:
+        if per_seed:
+            for r in runs:
+                cells = [f"{label} seed {r.seed}", _cell(r.values["modes"], digits=0 if stacked else 1)]
+                if not stacked:
+                    cells.append(_cell(r.values["high_quality"], digits=1, scale=100))
+                cells += [_cell(r.values["kl"], digits=3), f"{r.wall_s:.0f}"]
+                lines.append("| " + " | ".join(cells) + " |")
+        modes = mean_se([r.values["modes"] for r in runs])
+        cells = [f"**{label}** ({len(runs)} seeds)", _cell(*modes, digits=1)]
+        if not stacked:
+            cells.append(_cell(*mean_se([r.values["high_quality"] for r in runs]), digits=1, scale=100))
+        cells += [_cell(*mean_se([r.values["kl"] for r in runs]), digits=3), f"≤ {max(r.wall_s for r in runs):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for row, modes, hq, kl in PUBLISHED[bench.name]:
+        cells = [f"{row}, published", _cell(modes, digits=1)]
+        if not stacked:
+            cells.append(_cell(hq, digits=1))
+        cells += [_cell(kl, digits=2), ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    bench: Benchmark,
+    seeds: int,
+    steps: int | None,
+    overrides: Sequence[str],
+    threads: int,
+    cache_dir: str | None,
+    label: str,
+    log: Callable[[str], None],
+    jobs: int = 1,
+) -> list[Run]:
+    """Every seed, `jobs` at a time (separate processes: one core each is what these small nets use)."""
+    args = [(bench, seed, steps, tuple(overrides), threads, cache_dir) for seed in range(seeds)]
+    if jobs > 1 and seeds > 1:
+        context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+        with ProcessPoolExecutor(min(jobs, seeds), mp_context=context) as pool:
+            pending = [pool.submit(train_and_evaluate, *a) for a in args]
+            runs = [_logged(future.result(), label, log) for future in pending]
+    else:
+        runs = [_logged(train_and_evaluate(*a), label, log) for a in args]
+    return runs
+
+
+def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
+    run.label = label
+    values = " ".join(f"{k}={v:.4g}" for k, v in run.values.items())
+    log(f"{run.bench} [{label}] seed {run.seed}: {values} ({run.wall_s:.0f} s, {run.threads} thread(s))")
+    return run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per benchmark (0, 1, ...)")
+    parser.add_argument("--steps", type=int, default=None, help="override train.steps of every preset")
+    parser.add_argument(
+        "--bench",
+        dest="benches",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        default=None,
+        help="benchmark to run (repeatable; default: ring and grid, plus stacked with --stacked)",
+    )
+    parser.add_argument("--preset", default=None, help="train this preset instead of the benchmark's own")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (repeatable)")  # fmt: skip
+    parser.add_argument("--stacked", action="store_true", help="also stacked digits (1000 modes; slow on CPU)")
+    parser.add_argument("--stacked-seeds", type=int, default=None, help="seeds for stacked digits (default: --seeds)")
+    parser.add_argument("--ablation", action="store_true", help="run the ablation ladder instead of the preset alone")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads per run (1: small MLPs gain little from more)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="seeds trained at once, each in its own process (2 fills 2 cores)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 2 seeds and a few hundred steps")
+    parser.add_argument("--cache", default="runs/.cache", help="where the digits classifier is cached")
+    parser.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
+    names = args.benches or (["ring", "grid"] + (["stacked"] if args.stacked else []))
+    lines: list[dict[str, object]] = []
+    for name in names:
+        bench = BENCHMARKS[name]
+        if args.preset:
+            bench = Benchmark(bench.name, args.preset, bench.quick_steps, bench.target, bench.seconds)
+        seeds = args.stacked_seeds if name == "stacked" and args.stacked_seeds else args.seeds
+        steps = args.steps
+        if args.quick:
+            seeds, steps = min(seeds, 2), steps or bench.quick_steps
+        ladder = ABLATIONS.get(bench.preset, []) if args.ablation else []
+        if args.ablation and not ladder:
+            log(f"{name}: no ablation ladder for preset {bench.preset!r}; running the preset alone")
+        groups = []
+        for label, extra in ladder or [(bench.preset, [])]:
+            runs = run_benchmark(
+                bench, seeds, steps, [*extra, *args.overrides], args.threads, args.cache, label, log, args.jobs
+            )
+            groups.append((label, runs))
+            lines += [r.as_json() for r in runs] + [summarise(bench, runs, label)]
+        target = bench.target
+        hq = f", high-quality >= {target.high_quality:.0%}" if target.high_quality is not None else ""
+        print(f"\n## {name}: preset {bench.preset}, target {target.modes:g} modes{hq}, KL <= {target.kl:g}\n")
+        print(table(bench, groups, per_seed=not args.ablation))
+    print()
+    for line in lines:
+        print(json.dumps(line))
+    if args.jsonl:
+        with open(args.jsonl, "a") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench/quality.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
