@@ -19,10 +19,12 @@ def _train_and_evaluate(preset: str, overrides: list[str], cache: str | None = N
     return untrained, evaluator.evaluate(state.sampler)
 
 
-def test_nonsaturating_mlp_gan_captures_the_ring():
-    _, report = _train_and_evaluate("ring", ["data.n_train=20000"])
-    assert report["modes"]["value"] >= 7, report
-    assert report["high_quality"]["value"] >= 0.60, report
+def test_quality_preset_captures_every_ring_mode_in_high_quality():
+    # ring-hq at a quarter of its steps: 92-95% high quality over seeds 0-3 when measured.
+    _, report = _train_and_evaluate("ring-hq", ["data.n_train=20000", "train.steps=8000"])
+    assert report["modes"]["value"] == 8, report
+    assert report["high_quality"]["value"] >= 0.85, report
+    assert report["reverse_kl"]["value"] <= 0.02, report
 
 
 def test_dcgan_on_digits_lowers_frechet_distance_five_fold(classifier_cache):
