@@ -63,8 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="trial scheduler")
     search.add_argument("--search", choices=["random", "optuna"], default="random", help="search algorithm")
     search.add_argument("--max-concurrent", type=int, default=2, help="trials running at once")
-    search.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial")
+    search.add_argument(
+        "--cpus-per-trial", type=float, default=None, help="CPUs per trial, split among its workers (None: 1 each)"
+    )
     search.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
+    search.add_argument(
+        "--workers-per-trial",
+        type=int,
+        default=1,
+        help="Ray Train workers per trial (DDP, the trial drives a TorchTrainer); 1 trains in the trial's process",
+    )
     search.add_argument("--milestones", type=int, default=4, help="evaluations per trial (ASHA/PBT decide there)")
     search.add_argument("--eval-samples", type=int, default=1000, help="samples per milestone evaluation")
     search.set_defaults(handler=cmd_tune)
@@ -176,8 +184,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         search=args.search,
         max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial or float(args.workers_per_trial),
         gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial,
         milestones=args.milestones,
         eval_samples=args.eval_samples,
     )

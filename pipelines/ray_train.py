@@ -9,8 +9,10 @@ resumes from the last checkpoint (FailureConfig).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,10 @@ class Scaling:
 
 
 # --------------------------------------------------------------------------- worker side
+
+
+class StopTraining(Exception):
+    """Raised by a hook on every rank to end training early; the worker then returns normally."""
 
 
 class RayReporter(Hook):
@@ -92,9 +98,13 @@ class RayReporter(Hook):
         log_image(self.client, self.run_id, picture, f"{FRAMES}/step-{step:06d}.png")
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
+        metrics = {"step": step, **{k: v for k, v in self._last_metrics.items() if isinstance(v, int | float)}}
+        self.report(metrics, checkpoint)
+
+    def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
+        """Every rank reports; rank 0 attaches the checkpoint."""
         import ray.train
 
-        metrics = {"step": step, **{k: v for k, v in self._last_metrics.items() if isinstance(v, int | float)}}
         if self.rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -133,8 +143,29 @@ class CrashOnce(Hook):
             os._exit(1)
 
 
-def train_worker(loop_config: dict[str, Any]) -> None:
-    """Runs in every Ray Train worker."""
+HookMaker = Callable[[int, int, Dataset, dict[str, Any]], list[Hook]]
+
+
+def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[str, Any]) -> list[Hook]:
+    """`ganpipe train`'s hooks: checkpoints through Ray, metrics and frames to MLflow."""
+    hooks: list[Hook] = [
+        RayReporter(
+            rank,
+            world_size,
+            loop_config.get("run_id"),
+            loop_config.get("tracking_uri"),
+            loop_config.get("check_sync", True),
+            dataset,
+        )
+    ]
+    crash = loop_config.get("crash")
+    if crash and crash["rank"] == rank:
+        hooks.append(CrashOnce(rank, crash["step"], crash["marker"]))
+    return hooks
+
+
+def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hooks) -> None:
+    """Runs in every Ray Train worker; `make_hooks` decides what reports and when."""
     import ray.train
     import ray.train.torch
 
@@ -160,20 +191,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return ddp(module, device)
 
-    hooks: list[Hook] = [
-        RayReporter(
-            rank,
-            world_size,
-            loop_config.get("run_id"),
-            loop_config.get("tracking_uri"),
-            loop_config.get("check_sync", True),
-            dataset,
-        )
-    ]
-    crash = loop_config.get("crash")
-    if crash and crash["rank"] == rank:
-        hooks.append(CrashOnce(rank, crash["step"], crash["marker"]))
-    fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
+    hooks = make_hooks(rank, world_size, dataset, loop_config)
+    with contextlib.suppress(StopTraining):  # every rank raised it at the same step
+        fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -187,8 +207,12 @@ def run_trainer(
     run_id: str | None = None,
     tracking_uri: str | None = None,
     crash: dict[str, Any] | None = None,
+    worker: Callable[[dict[str, Any]], None] = train_worker,
+    extra: dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
 ):
-    """Start (or resume) the TorchTrainer; returns Ray's Result."""
+    """Start (or resume) the TorchTrainer; returns Ray's Result. `worker`, `extra` (more entries
+    of the loop config) and `callbacks` (Ray Train's) let a Tune trial drive it."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -199,13 +223,14 @@ def run_trainer(
     if scaling.gpus_per_worker:
         resources["GPU"] = scaling.gpus_per_worker
     trainer = TorchTrainer(
-        train_worker,
+        worker,
         train_loop_config={
             "config": config.to_dict(),
             "run_id": run_id,
             "tracking_uri": tracking_uri,
             "sync_batchnorm": scaling.sync_batchnorm,
             "crash": crash,
+            **(extra or {}),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0, resources_per_worker=resources
@@ -216,6 +241,7 @@ def run_trainer(
             storage_filesystem=filesystem,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+            callbacks=callbacks,
         ),
     )
     return trainer.fit()

@@ -11,6 +11,9 @@ checkpoint cadence), evaluates the EMA generator on held-out data and reports:
   falls below `eval.collapse_threshold` after its first milestone is stopped, and the
   reason is kept in its results.
 
+With `workers_per_trial` > 1 a trial instead drives a Ray Train TorchTrainer whose workers run
+`ganpipe train`'s worker (DDP) and report the same milestones (pipelines/tune_workers.py).
+
 ASHA stops weak trials early; PBT copies the checkpoint of a strong trial into a weak one
 and perturbs its optimiser and loss settings. Trial checkpoints live in storage, so an
 interrupted search resumes (`--resume NAME`).
@@ -23,7 +26,7 @@ import json
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +35,7 @@ import yaml
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
-from pipelines.ray_train import CHECKPOINT_FILE
+from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import Settings
 
@@ -48,6 +51,7 @@ class SearchOptions:
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1  # > 1: each trial drives a TorchTrainer; CPUs and GPUs split among its workers
     milestones: int = 4  # evaluations per trial; ASHA and PBT decide at these
     eval_samples: int = 1000
     seed: int = 0
@@ -55,11 +59,16 @@ class SearchOptions:
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.max_concurrent < 1 or self.milestones < 1:
             raise ValueError("--num-samples, --max-concurrent and --milestones must be >= 1")
+        if self.workers_per_trial < 1:
+            raise ValueError("--workers-per-trial must be >= 1")
+        if self.workers_per_trial > 1 and self.scheduler == "pbt":
+            # PBT exploits Tune checkpoints; a multi-worker trial's checkpoints stay in its Train run.
+            raise ValueError("--scheduler pbt trains in-process: use --workers-per-trial 1 with it")
         if self.scheduler == "pbt" and self.search == "optuna":
             raise ValueError("--scheduler pbt chooses its own configurations; use --search random with it")
 
 
-class StopTrial(Exception):
+class StopTrial(StopTraining):
     """Raised inside a trial to end it early (mode collapse)."""
 
 
@@ -79,6 +88,8 @@ class SearchResult:
 
 class Milestones(Hook):
     """At each checkpoint: evaluate, report to Tune with the checkpoint, log to MLflow."""
+
+    train_keys: tuple[str, ...] = ("d_loss", "g_loss", "d_real", "d_fake")  # training metrics reported too
 
     def __init__(
         self,
@@ -105,11 +116,20 @@ class Milestones(Hook):
         state.extra["trial_id"] = me
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
-        self._train_metrics = {k: v for k, v in metrics.items() if k in ("d_loss", "g_loss", "d_real", "d_fake")}
+        self._train_metrics = {k: v for k, v in metrics.items() if k in self.train_keys}
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         from ray import tune
 
+        metrics = self.evaluate(step, state)
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        if metrics["stop_reason"] and self.stop_on_collapse:
+            raise StopTrial(metrics["stop_reason"])
+
+    def evaluate(self, step: int, state: TrainState) -> dict[str, Any]:
+        """The milestone's metrics (objective, protocol metrics, stop reason), logged to MLflow."""
         self.milestone += 1
         report = flatten_report(self.evaluator.evaluate(state.sampler))
         dataset = self.evaluator.dataset
@@ -125,11 +145,7 @@ class Milestones(Hook):
 
             client, run_id = self.mlflow_child
             log_metrics(client, run_id, {k: v for k, v in metrics.items() if isinstance(v, int | float)}, step)
-        with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        if metrics["stop_reason"] and self.stop_on_collapse:
-            raise StopTrial(metrics["stop_reason"])
+        return metrics
 
     def collapse_reason(self, coverage: float) -> str:
         """Collapse: coverage fell below the threshold after reaching it, or never reached it by
@@ -157,8 +173,7 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
 
     config = apply_overrides(from_dict(spec["base"]), params)
     dataset = load_for(config)
-    eval_config = type(config.eval)(**{**asdict(config.eval), "n_samples": spec["eval_samples"]})
-    evaluator = Evaluator(dataset, eval_config, cache_dir=spec["cache_dir"])
+    evaluator = trial_evaluator(config, dataset, spec)
     child = _mlflow_child(spec, params, config)
     resume = None
     checkpoint = tune.get_checkpoint()
@@ -173,6 +188,11 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
         fit(config, dataset, [hook], resume_from=resume)
     if child:
         child[0].set_terminated(child[1])
+
+
+def trial_evaluator(config: ExperimentConfig, dataset, spec: dict[str, Any]) -> Evaluator:
+    eval_config = type(config.eval)(**{**asdict(config.eval), "n_samples": spec["eval_samples"]})
+    return Evaluator(dataset, eval_config, cache_dir=spec["cache_dir"])
 
 
 def _mlflow_child(spec: dict[str, Any], params: dict[str, Any], config: ExperimentConfig):
@@ -255,12 +275,21 @@ def run_search(
         "parent_run_id": parent_id,
         "tracking_uri": settings.tracking_uri,
         "experiment_id": experiment_id,
+        "storage_uri": settings.storage_uri,
     }
     spec_path.write_text(json.dumps({"base": base.to_dict(), "options": asdict(options)}, indent=2))
 
     ensure_ray(settings.ray_address, log)
-    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, spec=spec), resources)
+    if options.workers_per_trial > 1:  # the trial drives a TorchTrainer
+        from pipelines.tune_workers import run_trial_on_workers, trial_resources
+
+        resources, max_concurrent = trial_resources(options, log)
+        options = replace(options, max_concurrent=max_concurrent)
+        trainable = tune.with_parameters(run_trial_on_workers, spec=spec, options=options)
+    else:  # the trial trains in its own process
+        resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+        trainable = tune.with_parameters(run_trial, spec=spec)
+    trainable = tune.with_resources(trainable, resources)
     experiment_path = f"{root}/{name}"
     if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
         log(f"resuming search {name} from {storage.uri}/tune/{name}")
@@ -275,7 +304,7 @@ def run_search(
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
     grid = tuner.fit()
-    return _summarise(grid, base, name, folder, client, parent_id, dimensions, log)
+    return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
 
 
 def _tune_config(options: SearchOptions, dimensions) -> Any:
@@ -314,7 +343,7 @@ def _tune_config(options: SearchOptions, dimensions) -> Any:
     )
 
 
-def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, log) -> SearchResult:
+def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, log, filesystem) -> SearchResult:
     from pipelines import tracking
 
     keys = [d.key for d in dimensions]
@@ -330,7 +359,8 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
             step=metrics.get("step", 0),
             stop_reason=metrics.get("stop_reason")
             or ("" if result.error is None else f"error: {type(result.error).__name__}"),
-            checkpoint=result.checkpoint.path if result.checkpoint else "",
+            # A multi-worker trial's checkpoints stay in its Train run; Tune gets their path.
+            checkpoint=result.checkpoint.path if result.checkpoint else metrics.get("checkpoint_path", ""),
         )
         trials.append(row)
     finished = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
@@ -340,7 +370,7 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
     best_config = apply_overrides(base, {k: best[k] for k in keys})
     (folder / "best.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     _write_tables(trials, folder)
-    best_picture = _best_samples(grid, best, best_config, folder)
+    best_picture = _best_samples(grid, best, best_config, folder, filesystem)
 
     tracking.log_metrics(client, parent_id, {"best_objective": best["objective"], "trials": len(trials)}, 0)
     for artifact in ("best.yaml", "results.csv", "results.md", best_picture):
@@ -369,15 +399,21 @@ def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
     (folder / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: Path) -> str:
+def _best_samples(grid, best: dict[str, Any], config: ExperimentConfig, folder: Path, filesystem) -> str:
+    from ray import tune
+
     from gan_core.outputs import sample_picture
     from gan_core.training import generator_from_checkpoint
     from pipelines.datasets import load_for
 
     result = next((r for r in grid if r.checkpoint and r.checkpoint.path == best["checkpoint"]), None)
-    if result is None:
+    if result is not None:
+        checkpoint = result.checkpoint
+    elif best["checkpoint"]:  # a multi-worker trial's, in its Train run
+        checkpoint = tune.Checkpoint(best["checkpoint"], filesystem)
+    else:
         return ""
-    with result.checkpoint.as_directory() as checkpoint_dir:
+    with checkpoint.as_directory() as checkpoint_dir:
         generator = generator_from_checkpoint(load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE))
     dataset = load_for(config)
     title = f"best trial {best['trial']}"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,28 @@ def test_optuna_search_runs(settings, ray_cluster, tmp_path: Path):
     )
     result = run_search(base, options, "optuna", settings, log=lambda _: None)
     assert len(result.trials) == 2 and all(t["milestones"] == 2 for t in result.trials)
+
+
+def test_trials_train_on_two_ray_train_workers(settings, ray_cluster, tmp_path: Path):
+    # Each trial drives a TorchTrainer of 2 workers (1 CPU each); the cluster's 4 CPUs fit both at once.
+    space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.05, 0.1]}})
+    base = load_config(preset_path("ring"), ["data.n_train=2000", "train.steps=100"])
+    options = SearchOptions(space=space, scheduler="fifo", num_samples=1, milestones=2, eval_samples=300)
+    options = replace(options, workers_per_trial=2, cpus_per_trial=2)
+    result = run_search(base, options, "workers", settings, log=lambda _: None)
+
+    assert len(result.trials) == 2 and all(t["milestones"] == 2 for t in result.trials), result.trials
+    # Tune got the Train workers' reports: their checkpoints live in each trial's Train run.
+    assert all("/tune/workers/trainers/" in t["checkpoint"] for t in result.trials), result.trials
+    assert (result.folder / "best_samples.png").is_file()
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(children) == 2
+    for child in children:
+        metrics = child.data.metrics
+        assert "objective" in metrics and metrics["workers"] == 2
+        assert metrics["samples_per_s"] == pytest.approx(2 * metrics["samples_per_s_worker"])
 
 
 def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, capsys):

@@ -1,0 +1,124 @@
+"""Multi-worker Tune trials (`--workers-per-trial N`): the trial drives a Ray Train TorchTrainer.
+
+This is Ray Train V2's pattern for Tune: the function trainable builds a `TorchTrainer` with
+`ray.tune.integration.ray_train.TuneReportCallback`, which passes what the workers report on
+to the trial. The workers run `ganpipe train`'s worker (G and D under DDP). At each milestone
+rank 0 evaluates exactly as an in-process trial does (`Milestones.evaluate`: objective,
+protocol metrics, stop reason, MLflow child run), every rank reports (a barrier), and all
+ranks stop together when rank 0 finds a collapse. Tune receives rank 0's metrics plus
+`checkpoint_path`; the checkpoints themselves stay in the trial's Train run, in storage at
+`tune/NAME/trainers/TRIAL_ID`, from which an interrupted trial resumes.
+
+Resources: Train V2 reserves its workers in a placement group of its own (not the trial's), so
+the trial asks Tune for a token CPU share only, and the search runs no more trials at once than
+the cluster has room for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gan_core.config import from_dict
+from gan_core.data import Dataset
+from gan_core.training import Hook, TrainState
+from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
+from pipelines.search_space import apply_overrides
+from pipelines.tune import Milestones, SearchOptions, StopTrial, _mlflow_child, trial_evaluator
+
+DRIVER = {"cpu": 0.01}  # the trial only drives the trainer (Tune refuses 0)
+
+
+def worker_resources(options: SearchOptions) -> dict[str, float]:
+    """Each worker's share of the trial's CPUs and GPUs."""
+    n = options.workers_per_trial
+    return {"CPU": options.cpus_per_trial / n, "GPU": options.gpus_per_trial / n}
+
+
+def trial_resources(options: SearchOptions, log: Callable[[str], None]) -> tuple[dict[str, float], int]:
+    """The trial driver's resources, and how many trials may run at once on this cluster."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    need = {k: v * options.workers_per_trial for k, v in worker_resources(options).items() if v > 0}
+    fits = min(int(cluster.get(k, 0.0) // v) for k, v in need.items())
+    if fits < 1:
+        raise ValueError(f"a trial of {options.workers_per_trial} workers needs {need}; the cluster has {cluster}")
+    if fits < options.max_concurrent:
+        log(f"the cluster fits {fits} trial(s) of {options.workers_per_trial} workers: running {fits} at once")
+    return DRIVER, min(options.max_concurrent, fits)
+
+
+class TrialReporter(RayReporter):
+    """Milestones of a multi-worker trial. `judge` (rank 0 only) evaluates and decides collapse."""
+
+    def __init__(self, rank: int, world_size: int, judge: Milestones | None, checkpoint_every: int) -> None:
+        super().__init__(rank, world_size, run_id=None, tracking_uri=None, check_sync=False)
+        self.judge, self.checkpoint_every = judge, checkpoint_every
+
+    def on_start(self, state: TrainState) -> None:
+        if self.judge is not None:  # a resumed Train run goes on counting its milestones
+            self.judge.milestone = state.step // self.checkpoint_every
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        super().on_metrics(step, metrics, state)
+        if self.judge is not None:
+            self.judge.on_metrics(step, {**metrics, "workers": self.world_size}, state)
+
+    def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
+        import torch.distributed as dist
+
+        metrics = self.judge.evaluate(step, state) if self.judge is not None else {"step": step}
+        verdict = [metrics.get("stop_reason", "")]
+        if self.world_size > 1:
+            dist.broadcast_object_list(verdict, src=0)
+        self.report(metrics, checkpoint)
+        if verdict[0] and (self.judge is None or self.judge.stop_on_collapse):
+            raise StopTrial(verdict[0])
+
+
+def trial_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[str, Any]) -> list[Hook]:
+    config, spec = from_dict(loop_config["config"]), loop_config["spec"]
+    judge = None
+    if rank == 0:
+        child = None
+        if loop_config.get("run_id"):
+            from mlflow.tracking import MlflowClient
+
+            child = MlflowClient(loop_config["tracking_uri"]), loop_config["run_id"]
+        evaluator = trial_evaluator(config, dataset, spec)
+        judge = Milestones(evaluator, config.eval.collapse_threshold, child, spec["stop_on_collapse"])
+        judge.train_keys = (*Milestones.train_keys, "samples_per_s", "samples_per_s_worker", "workers")
+        judge.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
+    return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every)]
+
+
+def trial_worker(loop_config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker of a trial."""
+    train_worker(loop_config, make_hooks=trial_hooks)
+
+
+def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: SearchOptions) -> None:
+    """The Tune trainable with `workers_per_trial` > 1: one GAN on a TorchTrainer's workers."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipelines.storage import Storage
+
+    config = apply_overrides(from_dict(spec["base"]), params)
+    child = _mlflow_child(spec, params, config)
+    share = worker_resources(options)
+    scaling = Scaling(options.workers_per_trial, share["CPU"], share["GPU"])
+    run_trainer(
+        config,
+        tune.get_context().get_trial_id(),  # the same name again resumes the trial's Train run
+        Storage.from_uri(spec["storage_uri"]).child("tune", spec["name"], "trainers").uri,
+        scaling,
+        run_id=child[1] if child else None,
+        tracking_uri=spec["tracking_uri"],
+        worker=trial_worker,
+        extra={"spec": spec},
+        callbacks=[TuneReportCallback()],
+    )
+    if child:
+        child[0].set_terminated(child[1])
