@@ -62,12 +62,7 @@ def scatter_plot(
     ax.legend(loc="upper right", fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
+    return _figure_image(fig)
 
 
 def render_samples(
@@ -127,6 +122,13 @@ def translation_scatter(
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)
+    return _figure_image(fig)
+
+
+def _figure_image(fig) -> Image.Image:
+    """A matplotlib figure as an RGB image (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

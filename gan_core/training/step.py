@@ -10,6 +10,7 @@ R1, interpolates for WGAN-GP) ride along in the same batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -83,14 +84,7 @@ def discriminator_step(
         loss = loss + ctx.loss_cfg.aux_weight * aux
         metrics["d_aux_loss"] = aux.detach()
         metrics["d_class_acc"] = (cls_real.argmax(1) == labels).float().mean()
-    if r1_weight > 0:
-        r1 = input_gradient_penalty(real_logit, scored)  # only the real rows have a path to the logit
-        loss = loss + 0.5 * r1_weight * r1
-        metrics["r1_penalty"] = r1.detach()
-    if ctx.loss.gradient_penalty:
-        gp = unit_gradient_penalty(logits[2], scored)
-        loss = loss + ctx.loss_cfg.gp_weight * gp
-        metrics["gradient_penalty"] = gp.detach()
+    loss = loss + input_penalties(logits, scored, ctx, r1_weight, metrics)
 
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -101,6 +95,27 @@ def discriminator_step(
     metrics["d_real"] = ctx.loss.score(real_logit.detach()).mean()
     metrics["d_fake"] = ctx.loss.score(fake_logit.detach()).mean()
     return metrics
+
+
+def input_penalties(
+    logits: Sequence[torch.Tensor],
+    scored: torch.Tensor,
+    ctx: StepContext,
+    r1_weight: float,
+    metrics: dict[str, torch.Tensor],
+) -> torch.Tensor | float:
+    """R1 on the real rows and WGAN-GP on the interpolates (`logits` = real, fake[, interpolates]
+    chunks of one forward over `scored`); each penalty's value goes into `metrics`."""
+    penalty: torch.Tensor | float = 0.0
+    if r1_weight > 0:
+        r1 = input_gradient_penalty(logits[0], scored)  # only the real rows have a path to the logit
+        penalty = penalty + 0.5 * r1_weight * r1
+        metrics["r1_penalty"] = r1.detach()
+    if ctx.loss.gradient_penalty:
+        gp = unit_gradient_penalty(logits[2], scored)
+        penalty = penalty + ctx.loss_cfg.gp_weight * gp
+        metrics["gradient_penalty"] = gp.detach()
+    return penalty
 
 
 def generator_step(

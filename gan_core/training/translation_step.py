@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_core.losses import input_gradient_penalty, unit_gradient_penalty
 from gan_core.models import DomainCritics, Translator
 from gan_core.training.state import TrainState
-from gan_core.training.step import StepContext, grad_norm, with_instance_noise
+from gan_core.training.step import StepContext, grad_norm, input_penalties, with_instance_noise
 
 RECONSTRUCTION = {"mse": F.mse_loss, "l1": F.l1_loss}
 
@@ -81,15 +80,7 @@ def _critic_loss(
         "d_real": ctx.loss.score(real_logit.detach()).mean(),
         "d_fake": ctx.loss.score(fake_logit.detach()).mean(),
     }
-    if r1_weight > 0:
-        r1 = input_gradient_penalty(real_logit, scored)  # only the real rows have a path to the logit
-        loss = loss + 0.5 * r1_weight * r1
-        metrics["r1_penalty"] = r1.detach()
-    if ctx.loss.gradient_penalty:
-        gp = unit_gradient_penalty(chunks[2], scored)
-        loss = loss + ctx.loss_cfg.gp_weight * gp
-        metrics["gradient_penalty"] = gp.detach()
-    return loss, metrics
+    return loss + input_penalties(chunks, scored, ctx, r1_weight, metrics), metrics
 
 
 def translation_generator_step(
