@@ -174,7 +174,7 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     config = apply_overrides(from_dict(spec["base"]), params)
     dataset = load_for(config)
     evaluator = trial_evaluator(config, dataset, spec)
-    child = _mlflow_child(spec, params, config)
+    child = mlflow_child(spec, params, config)
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -195,7 +195,7 @@ def trial_evaluator(config: ExperimentConfig, dataset, spec: dict[str, Any]) -> 
     return Evaluator(dataset, eval_config, cache_dir=spec["cache_dir"])
 
 
-def _mlflow_child(spec: dict[str, Any], params: dict[str, Any], config: ExperimentConfig):
+def mlflow_child(spec: dict[str, Any], params: dict[str, Any], config: ExperimentConfig):
     if not spec.get("parent_run_id"):
         return None
     from mlflow.entities import Param

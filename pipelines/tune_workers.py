@@ -24,7 +24,7 @@ from gan_core.data import Dataset
 from gan_core.training import Hook, TrainState
 from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
 from pipelines.search_space import apply_overrides
-from pipelines.tune import Milestones, SearchOptions, StopTrial, _mlflow_child, trial_evaluator
+from pipelines.tune import Milestones, SearchOptions, StopTrial, mlflow_child, trial_evaluator
 
 DRIVER = {"cpu": 0.01}  # the trial only drives the trainer (Tune refuses 0)
 
@@ -106,7 +106,7 @@ def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: 
     from pipelines.storage import Storage
 
     config = apply_overrides(from_dict(spec["base"]), params)
-    child = _mlflow_child(spec, params, config)
+    child = mlflow_child(spec, params, config)
     share = worker_resources(options)
     scaling = Scaling(options.workers_per_trial, share["CPU"], share["GPU"])
     run_trainer(
