@@ -1,16 +1,18 @@
 """Images per second of one DCGAN-64 training step: the classic reference loop against gan_core's.
 
     python bench/train_step.py                       # batches 64, 256, 1024 on CUDA; 64 on CPU
-    python bench/train_step.py --batches 64 256 --steps 30
+    python bench/train_step.py --compile             # gan_core's step with train.compile=true
+    python bench/train_step.py --batches 64 256 --steps 30 --cuda-graphs never
     python bench/train_step.py --world-size 4        # and gan_core's step under DDP on 4 GPUs
 
 Both run in this process on the same device. The reference is the classic PyTorch DCGAN
 example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32, Sigmoid + BCELoss,
 plain Adam, and `.item()` on its five statistics every step (a host sync each). gan_core's
-step is the one `ganpipe train` runs (`start_training` + `train_step`, the body of `fit`),
+step is the one `ganpipe train` runs (`start_training` + `step_runner`, the body of `fit`),
 configured to do the same work: DCGAN-64 with batch norm in G and D, the non-saturating loss
-(BCE on logits), no EMA. On CUDA it uses what the config chooses there: bf16 autocast, fused
-Adam, the dataset resident on the GPU and no host sync inside the step.
+(BCE on logits), no EMA. On CUDA it uses what the config chooses there: bf16 autocast,
+channels_last, fused Adam, the dataset resident on the GPU, no host sync inside the step and
+the step replayed as one CUDA graph (`train.cuda_graphs`); `--compile` adds torch.compile.
 
 One JSON line per (implementation, batch): images/s, achieved TFLOP/s (FLOPs of one step
 counted with torch's FlopCounterMode) and, for gan_core, the ratio to the reference.
@@ -37,8 +39,9 @@ from torch import nn
 
 from gan_core.config import load_config
 from gan_core.data import Dataset
-from gan_core.training import Meter, resolve_device, start_training, train_step
+from gan_core.training import Meter, resolve_device, start_training, step_runner
 from gan_core.training.distributed import ddp
+from gan_core.training.graphed import GraphedStep
 
 NZ, NGF, NDF, CHANNELS, SIZE = 100, 64, 64, 3, 64
 
@@ -123,6 +126,8 @@ class GanCoreStep:
         images: torch.Tensor,
         precision: str,
         memory_format: str = "auto",
+        cuda_graphs: str = "auto",
+        compile: bool = False,
         rank: int = 0,
         world_size: int = 1,
         wrap: Callable[[nn.Module], nn.Module] | None = None,
@@ -135,17 +140,25 @@ class GanCoreStep:
                 "model.g_norm=batch", "model.d_norm=batch", "loss.name=nonsaturating",
                 "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
                 f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
-                f"train.memory_format={memory_format}", f"train.device={device.type}", "train.steps=1000000",
+                f"train.memory_format={memory_format}", f"train.cuda_graphs={cuda_graphs}", f"train.compile={compile}",
+                f"train.device={device.type}", "train.steps=1000000",
             ],
         )  # fmt: skip
         dataset = Dataset("synthetic-64", "images", images, images[:64])
-        self.state, self.phases = start_training(config, dataset, device, rank, world_size, wrap)
+        self.state, phases = start_training(config, dataset, device, rank, world_size, wrap)
+        self.run_step = step_runner(self.state, phases)
         self.meter = Meter()
         self.log_every = 100  # what `ganpipe train` does: metrics stay on the device between reads
 
+    @property
+    def graphed(self) -> bool:
+        return isinstance(self.run_step, GraphedStep)
+
     def __call__(self) -> dict[str, float]:
         report = (self.state.step + 1) % self.log_every == 0
-        train_step(self.state, self.phases, self.meter, report)
+        self.run_step(self.meter, report)
+        if report:
+            self.meter.read()
         return {}
 
 
@@ -206,9 +219,13 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
     torch.manual_seed(0)
     if name == "reference":
         step = ReferenceStep(device, batch, images)
+        flops = flops_per_step(step)
     else:
-        step = GanCoreStep(device, batch, images, args.precision, args.memory_format)
-    flops = flops_per_step(step)
+        # Counted on an eager twin: the FLOPs are the same, and counting (a dispatch mode) must not
+        # meet the compiler or the graph capture of the step that is timed.
+        flops = flops_per_step(GanCoreStep(device, batch, images, args.precision, cuda_graphs="never"))
+        torch.manual_seed(0)
+        step = GanCoreStep(device, batch, images, args.precision, args.memory_format, args.cuda_graphs, args.compile)
     seconds = time_steps(step, device, args.warmup, args.steps)
     line = {
         "impl": name,
@@ -224,6 +241,8 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
         state = step.state
         line["memory_format"] = "channels_last" if state.memory_format == torch.channels_last else "contiguous"
         line["fused_adam"] = bool(state.opt_g.defaults.get("fused"))
+        line["cuda_graph"] = step.graphed
+        line["compiled"] = args.compile
     del step
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -253,7 +272,7 @@ def ddp_worker(rank: int, world_size: int, port: int, batch: int, args: argparse
     try:
         images = synthetic_images(batch * world_size)
         step = GanCoreStep(
-            device, batch * world_size, images, args.precision, args.memory_format,
+            device, batch * world_size, images, args.precision, args.memory_format, "auto", args.compile,
             rank, world_size, wrap=lambda module: ddp(module, device),
         )  # fmt: skip
         seconds = time_steps(step, device, args.warmup, args.steps, barrier=dist.barrier)
@@ -301,6 +320,13 @@ def parse_args() -> argparse.Namespace:
         choices=["auto", "channels_last", "contiguous"],
         help="gan_core's train.memory_format (auto: channels_last on CUDA, contiguous on CPU)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="gan_core's train.cuda_graphs (auto: one graph per step on CUDA where the run allows it)",
+    )
+    parser.add_argument("--compile", action="store_true", help="gan_core's train.compile: torch.compile G and D")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (in every process)")
     parser.add_argument(
         "--world-size", type=int, default=1, help="also run gan_core's step under DDP in this many processes"

@@ -159,6 +159,12 @@ class TrainConfig:
     # channels_last is NHWC. auto: channels_last on CUDA, contiguous (NCHW) on CPU. MLPs ignore it.
     # (Not on/off: YAML reads those as booleans.)
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    # Replay each non-reporting step as one CUDA graph (gan_core/training/graphed.py). auto: on
+    # CUDA whenever the run allows it, else the eager step; always: fail when it does not; never.
+    cuda_graphs: Literal["auto", "always", "never"] = "auto"
+    # torch.compile G and D (fuses batch norm and activations into fewer kernels); the first
+    # steps pay for the compilation (~30 s for DCGAN-64 on an H100). Measured in bench/train_step.py.
+    compile: bool = False
     log_every: int = 100  # metrics reach the hook every N steps (one host sync per N steps)
     checkpoint_every: int = 1000
     sample_every: int = 200  # frames of the training GIF

@@ -2,14 +2,15 @@
 
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.loop import (
-    Meter,
     NonFiniteLossError,
     fit,
     resolve_device,
     sample_fixed,
     start_training,
+    step_runner,
     train_step,
 )
+from gan_core.training.meter import Meter
 from gan_core.training.state import (
     TrainState,
     build_models,
@@ -32,5 +33,6 @@ __all__ = [
     "sample_fixed",
     "save_checkpoint",
     "start_training",
+    "step_runner",
     "train_step",
 ]

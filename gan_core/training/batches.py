@@ -28,25 +28,37 @@ class BatchSource:
         self.local_batch = global_batch // world_size
         self.offset = rank * self.local_batch
         self._rng = torch.Generator().manual_seed(seed)
-        self._order = torch.randperm(len(x), generator=self._rng)
+        self._set_order(torch.randperm(len(x), generator=self._rng))
         self._position = 0
         self.epoch = 0
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _set_order(self, order: torch.Tensor) -> None:
+        # Drawn on the CPU (the checkpoint keeps it there) and copied beside the data once per
+        # epoch, so that picking a batch never copies indices from the host.
+        self._order = order
+        self._order_on_data = order.to(self.x.device)
+
+    def next_index(self) -> torch.Tensor:
+        """The indices of this worker's next batch, on the data's device."""
         if self._position + self.global_batch > len(self._order):  # drop the ragged tail
-            self._order = torch.randperm(len(self.x), generator=self._rng)
+            self._set_order(torch.randperm(len(self.x), generator=self._rng))
             self._position = 0
             self.epoch += 1
         start = self._position + self.offset
-        index = self._order[start : start + self.local_batch].to(self.x.device, non_blocking=True)
         self._position += self.global_batch
+        return self._order_on_data[start : start + self.local_batch]
+
+    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.x[index], (self.y[index] if self.y is not None else None)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.take(self.next_index())
 
     def state_dict(self) -> dict[str, object]:
         return {"rng": self._rng.get_state(), "order": self._order, "position": self._position, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self._rng.set_state(state["rng"])  # type: ignore[arg-type]
-        self._order = state["order"]  # type: ignore[assignment]
+        self._set_order(state["order"])  # type: ignore[arg-type]
         self._position = int(state["position"])  # type: ignore[arg-type]
         self.epoch = int(state["epoch"])  # type: ignore[arg-type]

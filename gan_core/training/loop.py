@@ -10,6 +10,7 @@ whose "generator" is a pair of generators and "discriminator" a critic per domai
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,9 @@ from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
 from gan_core.models import is_translator
+from gan_core.training.graphed import GraphedStep, graph_blocker
 from gan_core.training.hooks import Hook, HookList
+from gan_core.training.meter import Meter
 from gan_core.training.state import TrainState, build_state
 from gan_core.training.step import GANPhases, StepContext
 from gan_core.training.translation_step import TranslationPhases
@@ -65,6 +68,7 @@ def fit(
     """
     hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
     state, phases = start_training(config, dataset, device, rank, world_size, wrap, resume_from)
+    run_step = step_runner(state, phases)
     ctx = phases.ctx
     train = config.train
     meter = Meter()
@@ -78,7 +82,7 @@ def fit(
         if config.optim.lr_schedule != "constant":
             _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
-        train_step(state, phases, meter, report)
+        run_step(meter, report)
 
         # Phase 4: report. Reading the meter is the loop's only host sync.
         if report:
@@ -106,7 +110,10 @@ def _scale_learning_rates(state: TrainState, scale: float) -> None:
     optim = state.config.optim
     for optimizer, lr in ((state.opt_g, optim.lr_g), (state.opt_d, optim.lr_d)):
         for group in optimizer.param_groups:
-            group["lr"] = lr * scale
+            if torch.is_tensor(group["lr"]):  # read by a CUDA graph's Adam: refilled, not replaced
+                group["lr"].fill_(lr * scale)
+            else:
+                group["lr"] = lr * scale
 
 
 def start_training(
@@ -120,7 +127,13 @@ def start_training(
 ) -> tuple[TrainState, GANPhases | TranslationPhases]:
     """The state and the step's phases that `fit` drives (benchmarks drive them the same way)."""
     device = device or resolve_device(config.train.device)
+    if device.type == "cuda":
+        # Shapes never change during training, so cuDNN's one-off search for the fastest
+        # convolution algorithms pays for itself within the first steps.
+        torch.backends.cudnn.benchmark = True
     state = build_state(config, dataset, device, rank, world_size)
+    if config.train.compile:  # before a checkpoint's Adam moments are laid out like the weights
+        compile_models(state)
     if resume_from is not None:
         state.load_checkpoint(resume_from, rank)
     g_train = wrap(state.generator) if wrap else state.generator
@@ -137,6 +150,34 @@ def start_training(
     return state, phases
 
 
+def compile_models(state: TrainState) -> None:
+    """`train.compile`: G and D compiled in place (their state dicts keep their keys). The EMA
+    copy, only ever sampled from, stays eager."""
+    if state.memory_format == torch.channels_last:
+        # cuDNN hands back the gradient of a convolution over a 1x1 map (DCGAN's projection of z)
+        # in NCHW even for a channels_last weight, which compiled code asserts against (torch 2.11).
+        for module in state.generator.modules():
+            if isinstance(module, nn.ConvTranspose2d | nn.Conv2d) and module.stride == (1, 1):
+                module.weight.data = module.weight.data.contiguous()
+    state.generator.compile()
+    state.discriminator.compile()
+
+
+def step_runner(state: TrainState, phases: GANPhases | TranslationPhases) -> Callable[[Meter, bool], None]:
+    """What runs one training step, `run(meter, report)`: the step replayed as a CUDA graph when
+    `train.cuda_graphs` and the run allow it (see `graph_blocker`), else `train_step`."""
+    eager = functools.partial(train_step, state, phases)
+    choice = state.config.train.cuda_graphs
+    if choice == "never":
+        return eager
+    blocker = graph_blocker(state, phases)
+    if blocker is None:
+        return GraphedStep(state, phases, eager)
+    if choice == "always":
+        raise ValueError(f"train.cuda_graphs='always', but this run cannot use CUDA graphs: {blocker}")
+    return eager
+
+
 def train_step(state: TrainState, phases: GANPhases | TranslationPhases, meter: Meter, report: bool) -> None:
     """One training step, phases 1-3; `report` asks the phases for their metrics (kept on the device)."""
     d_steps = state.config.train.d_steps
@@ -150,7 +191,7 @@ def train_step(state: TrainState, phases: GANPhases | TranslationPhases, meter: 
     # Phase 3: the moving average of G that we actually sample from.
     state.step += 1
     if state.ema is not None:
-        state.ema.update(state.generator, state.step)
+        state.ema.update(state.generator)
 
 
 @torch.no_grad()
@@ -162,30 +203,6 @@ def sample_fixed(state: TrainState) -> torch.Tensor:
     samples = sampler(state.fixed_latent, state.fixed_labels).float().cpu()
     sampler.train(was_training)
     return samples
-
-
-class Meter:
-    """Running sums of scalar tensors, kept on their device until read."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, torch.Tensor] = {}
-        self._counts: dict[str, int] = {}
-
-    def add(self, values: dict[str, torch.Tensor]) -> None:
-        for name, value in values.items():
-            value = value.detach().float()
-            self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
-            self._counts[name] = self._counts.get(name, 0) + 1
-
-    def read(self) -> dict[str, float]:
-        if not self._sums:
-            return {}
-        names = list(self._sums)
-        values = torch.stack([self._sums[n] for n in names]).cpu().tolist()
-        means = {n: v / self._counts[n] for n, v in zip(names, values, strict=True)}
-        self._sums.clear()
-        self._counts.clear()
-        return means
 
 
 def _check_finite(metrics: dict[str, float], step: int) -> None:

@@ -83,6 +83,7 @@ class TrainState:
         self.discriminator.load_state_dict(ckpt["discriminator"])
         if self.ema is not None and ckpt["ema_generator"] is not None:
             self.ema.model.load_state_dict(ckpt["ema_generator"])
+            self.ema.restart_at(int(ckpt["step"]))
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         # A checkpoint written under another memory format holds the moments in that layout.
@@ -234,12 +235,14 @@ def _fits_on(device: torch.device, dataset: Dataset) -> bool:
 
 
 def _optimizer_to_cpu(state: dict[str, Any]) -> dict[str, Any]:
+    # A CUDA-graphed run keeps a scheduled learning rate in a device tensor: saved as a number.
+    number = lambda v: v.item() if torch.is_tensor(v) and v.dim() == 0 else v  # noqa: E731
     return {
         "state": {
             k: {n: t.detach().cpu() if torch.is_tensor(t) else t for n, t in v.items()}
             for k, v in state["state"].items()
         },
-        "param_groups": state["param_groups"],
+        "param_groups": [{k: number(v) for k, v in group.items()} for group in state["param_groups"]],
     }
 
 

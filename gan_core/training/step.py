@@ -175,10 +175,11 @@ class GANPhases:
 
     def __init__(self, state: TrainState, ctx: StepContext, d_train: nn.Module, g_train: nn.Module) -> None:
         self.state, self.ctx, self.d_train, self.g_train = state, ctx, d_train, g_train
+        self.batches = state.batches  # where real batches come from (a CUDA graph swaps in fixed buffers)
 
     def discriminator(self, measure: bool) -> dict[str, torch.Tensor]:
         state, ctx = self.state, self.ctx
-        real, labels = state.batches.next()
+        real, labels = self.batches.next()
         real = real.to(state.device, non_blocking=True)
         labels = labels.to(state.device, non_blocking=True) if labels is not None and ctx.num_classes else None
         return discriminator_step(self.d_train, state.generator, state.opt_d, real, labels, ctx, measure)
