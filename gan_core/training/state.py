@@ -95,6 +95,9 @@ class TrainState:
         for optimizer, lr in ((self.opt_g, optim.lr_g), (self.opt_d, optim.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, (optim.beta1, optim.beta2)
+                # A CUDA-graphed run saves capturable=True, which Adam refuses off the GPU; a
+                # graphed resume sets it again (graphed.py).
+                group["capturable"] = optimizer.defaults["capturable"]
         self.batches.load_state_dict(ckpt["batches"])
         if self.target_batches is not None and ckpt.get("target_batches") is not None:
             self.target_batches.load_state_dict(ckpt["target_batches"])

@@ -156,3 +156,15 @@ def test_a_contiguous_checkpoint_resumes_under_channels_last(data):
         since = resumed[1][name]
         gap = (_flat(module) - straight_updates[name]).norm() / (straight_updates[name] - since).norm()
         assert gap < UPDATE_RTOL, (name, float(gap))
+
+
+def test_a_checkpoint_of_a_cuda_graphed_run_resumes_on_cpu(data):
+    """A graphed run's Adam is capturable (its step counts on the GPU); that flag must not follow
+    its checkpoint to a CPU run, where Adam refuses it."""
+    first, _, _ = _run(data)
+    checkpoint = first.checkpoint()
+    for name in ("opt_g", "opt_d"):
+        for group in checkpoint[name]["param_groups"]:
+            group["capturable"] = True
+    resumed, _, metrics = _run(data, steps=STEPS + 1, resume_from=checkpoint)
+    assert resumed.step == STEPS + 1 and not resumed.opt_d.param_groups[0]["capturable"]
