@@ -154,11 +154,13 @@ def compile_models(state: TrainState) -> None:
     """`train.compile`: G and D compiled in place (their state dicts keep their keys). The EMA
     copy, only ever sampled from, stays eager."""
     if state.memory_format == torch.channels_last:
-        # cuDNN hands back the gradient of a convolution over a 1x1 map (DCGAN's projection of z)
-        # in NCHW even for a channels_last weight, which compiled code asserts against (torch 2.11).
-        for module in state.generator.modules():
-            if isinstance(module, nn.ConvTranspose2d | nn.Conv2d) and module.stride == (1, 1):
-                module.weight.data = module.weight.data.contiguous()
+        # cuDNN hands back the weight gradient of a convolution over a 1x1 map (DCGAN's projection
+        # of z, right after the latent is unflattened) in NCHW even when the weight is channels_last,
+        # which compiled code asserts against (torch 2.11). Contiguous, that weight costs nothing.
+        layers = list(state.generator.modules())
+        for before, layer in zip(layers, layers[1:], strict=False):
+            if isinstance(before, nn.Unflatten) and isinstance(layer, nn.ConvTranspose2d | nn.Conv2d):
+                layer.weight.data = layer.weight.data.contiguous()
     state.generator.compile()
     state.discriminator.compile()
 

@@ -173,3 +173,17 @@ def test_compiled_and_graphed_training_stays_with_the_eager_step(deterministic_c
     print("compiled vs eager update gaps:", gaps)
     assert all(gap < COMPILED_RTOL for gap in gaps.values()), gaps
     assert [sorted(m) for m in record.metrics] == [sorted(m) for m in e_record.metrics]
+
+
+# Importing torch's compiler (torch 2.13) runs its own deprecated torch.jit.script_method.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compile_keeps_only_the_projection_of_z_contiguous():
+    """The workaround for torch 2.11's stride assertion touches DCGAN's first layer alone."""
+    config = load_config(
+        overrides=[*TINY, "train.device=cpu", "train.memory_format=channels_last", "train.compile=true"]
+    )
+    state, _ = start_training(config, load_dataset("stacked-digits", n_train=500))
+    convs = [m for m in state.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert convs[0].weight.is_contiguous()
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs[1:])
+    assert all(not c.weight.is_contiguous() for c in convs[1:])
