@@ -299,7 +299,16 @@ def run_search(
             trainable,
             param_space=to_tune(dimensions),
             tune_config=_tune_config(options, dimensions),
-            run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=filesystem, verbose=1),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=root,
+                storage_filesystem=filesystem,
+                verbose=1,
+                # Ended by Tune at the last milestone, so no scheduler acts on it: PBT once cloned a
+                # finished trial there, and the clone, with nothing left to train, kept the other
+                # trial's result as its own (seen in CI: one trial listed twice, exploits lost).
+                stop={"training_iteration": options.milestones},
+            ),
         )
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")

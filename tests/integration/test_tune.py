@@ -63,6 +63,8 @@ def test_pbt_exploits_a_checkpoint(settings, ray_cluster, tmp_path: Path):
     options = SearchOptions(space=space, num_samples=2, scheduler="pbt", milestones=4, eval_samples=500)
     result = run_search(_base(), options, "pbt", settings, log=lambda _: None)
     assert len(result.trials) == 2
+    assert len({t["trial"] for t in result.trials}) == 2, result.trials  # each trial its own result
+    assert all(t["milestones"] == 4 for t in result.trials), result.trials
     assert sum(t["exploits"] for t in result.trials) >= 1, result.trials
 
 
