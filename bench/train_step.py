@@ -2,17 +2,21 @@
 
     python bench/train_step.py                       # batches 64, 256, 1024 on CUDA; 64 on CPU
     python bench/train_step.py --compile             # gan_core's step with train.compile=true
+    python bench/train_step.py --compile --compile-mode max-autotune   # and the compiler's kernel tuning
     python bench/train_step.py --batches 64 256 --steps 30 --cuda-graphs never
     python bench/train_step.py --world-size 4        # and gan_core's step under DDP on 4 GPUs
+    python bench/train_step.py --fresh-fakes         # G's update draws new fakes (gan_core's default)
 
 Both run in this process on the same device. The reference is the classic PyTorch DCGAN
-example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32, Sigmoid + BCELoss,
-plain Adam, and `.item()` on its five statistics every step (a host sync each). gan_core's
+example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32 (strict: cuDNN's TF32
+is switched off for it unless `--reference-tf32`), Sigmoid + BCELoss, plain Adam, and `.item()` on its five statistics every step (a host sync each). gan_core's
 step is the one `ganpipe train` runs (`start_training` + `step_runner`, the body of `fit`),
 configured to do the same work: DCGAN-64 with batch norm in G and D, the non-saturating loss
-(BCE on logits), no EMA. On CUDA it uses what the config chooses there: bf16 autocast,
-channels_last, fused Adam, the dataset resident on the GPU, no host sync inside the step and
-the step replayed as one CUDA graph (`train.cuda_graphs`); `--compile` adds torch.compile.
+(BCE on logits), no EMA, and G's update judging the fakes of D's update again
+(`train.reuse_fakes`, as the reference does; `--fresh-fakes` draws new ones). On CUDA it
+uses what the config chooses there: bf16 autocast, channels_last, fused Adam, the dataset
+resident on the GPU, no host sync inside the step and the step replayed as one CUDA graph
+(`train.cuda_graphs`); `--compile` adds torch.compile.
 
 One JSON line per (implementation, batch): images/s, achieved TFLOP/s (FLOPs of one step
 counted with torch's FlopCounterMode) and, for gan_core, the ratio to the reference.
@@ -27,6 +31,7 @@ one process, measured just before).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import socket
 import time
@@ -128,6 +133,8 @@ class GanCoreStep:
         memory_format: str = "auto",
         cuda_graphs: str = "auto",
         compile: bool = False,
+        reuse_fakes: bool = True,
+        compile_mode: str = "default",
         rank: int = 0,
         world_size: int = 1,
         wrap: Callable[[nn.Module], nn.Module] | None = None,
@@ -141,6 +148,7 @@ class GanCoreStep:
                 "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
                 f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
                 f"train.memory_format={memory_format}", f"train.cuda_graphs={cuda_graphs}", f"train.compile={compile}",
+                f"train.reuse_fakes={reuse_fakes}", f"train.compile_mode={compile_mode}",
                 f"train.device={device.type}", "train.steps=1000000",
             ],
         )  # fmt: skip
@@ -163,6 +171,16 @@ class GanCoreStep:
 
 
 # --------------------------------------------------------------------------- timing
+
+
+def with_tf32(allowed: bool, step: Callable[[], dict]) -> dict:
+    """Run `step` with cuDNN's TF32 convolutions allowed or not (strict fp32), then restore."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        return step()
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def synchronize(device: torch.device) -> None:
@@ -219,17 +237,25 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
     torch.manual_seed(0)
     if name == "reference":
         step = ReferenceStep(device, batch, images)
+        step = functools.partial(with_tf32, args.reference_tf32, step)
         flops = flops_per_step(step)
     else:
         # Counted on an eager twin: the FLOPs are the same, and counting (a dispatch mode) must not
         # meet the compiler or the graph capture of the step that is timed.
-        flops = flops_per_step(GanCoreStep(device, batch, images, args.precision, cuda_graphs="never"))
+        reuse = not args.fresh_fakes
+        flops = flops_per_step(
+            GanCoreStep(device, batch, images, args.precision, cuda_graphs="never", reuse_fakes=reuse)
+        )
         torch.manual_seed(0)
-        step = GanCoreStep(device, batch, images, args.precision, args.memory_format, args.cuda_graphs, args.compile)
+        step = GanCoreStep(
+            device, batch, images, args.precision, args.memory_format, args.cuda_graphs, args.compile, reuse,
+            args.compile_mode,
+        )  # fmt: skip
     seconds = time_steps(step, device, args.warmup, args.steps)
     line = {
         "impl": name,
         "device": device_name(device),
+        **({"tf32": args.reference_tf32} if name == "reference" else {}),
         "torch": torch.__version__,
         "batch": batch,
         "steps": args.steps,
@@ -243,6 +269,8 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
         line["fused_adam"] = bool(state.opt_g.defaults.get("fused"))
         line["cuda_graph"] = step.graphed
         line["compiled"] = args.compile
+        line["compile_mode"] = args.compile_mode if args.compile else None
+        line["reuse_fakes"] = not args.fresh_fakes
     del step
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -273,7 +301,7 @@ def ddp_worker(rank: int, world_size: int, port: int, batch: int, args: argparse
         images = synthetic_images(batch * world_size)
         step = GanCoreStep(
             device, batch * world_size, images, args.precision, args.memory_format, "auto", args.compile,
-            rank, world_size, wrap=lambda module: ddp(module, device),
+            not args.fresh_fakes, args.compile_mode, rank, world_size, wrap=lambda module: ddp(module, device),
         )  # fmt: skip
         seconds = time_steps(step, device, args.warmup, args.steps, barrier=dist.barrier)
         if rank == 0:
@@ -327,6 +355,22 @@ def parse_args() -> argparse.Namespace:
         help="gan_core's train.cuda_graphs (auto: one graph per step on CUDA where the run allows it)",
     )
     parser.add_argument("--compile", action="store_true", help="gan_core's train.compile: torch.compile G and D")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "max-autotune"],
+        help="gan_core's train.compile_mode (with --compile)",
+    )
+    parser.add_argument(
+        "--fresh-fakes",
+        action="store_true",
+        help="gan_core's G update draws new fakes (train.reuse_fakes=false), not D's again as the reference does",
+    )
+    parser.add_argument(
+        "--reference-tf32",
+        action="store_true",
+        help="let the reference's fp32 convolutions run as TF32 (torch's default; ~2.6x faster at batch 1024)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (in every process)")
     parser.add_argument(
         "--world-size", type=int, default=1, help="also run gan_core's step under DDP in this many processes"

@@ -21,6 +21,10 @@ class AdversarialLoss:
         raise NotImplementedError
 
     def generator(self, fake: torch.Tensor) -> torch.Tensor:
+        return self.generator_terms(fake).mean()
+
+    def generator_terms(self, fake: torch.Tensor) -> torch.Tensor:
+        """G's loss for each fake logit, unreduced (top-k training averages a subset)."""
         raise NotImplementedError
 
     def score(self, logit: torch.Tensor) -> torch.Tensor:
@@ -41,8 +45,8 @@ class Minimax(AdversarialLoss):
     def discriminator(self, real, fake, real_target=1.0):
         return _bce(real, real_target) + _bce(fake, 0.0)
 
-    def generator(self, fake):
-        return -F.softplus(fake).mean()  # log(1 - sigmoid(f)) = -softplus(f)
+    def generator_terms(self, fake):
+        return -F.softplus(fake)  # log(1 - sigmoid(f)) = -softplus(f)
 
     def score(self, logit):
         return torch.sigmoid(logit)
@@ -52,8 +56,8 @@ class Minimax(AdversarialLoss):
 class NonSaturating(Minimax):
     """The same D, but G maximises log D(G(z)): strong gradients while D wins (Goodfellow et al.)."""
 
-    def generator(self, fake):
-        return F.softplus(-fake).mean()
+    def generator_terms(self, fake):
+        return F.softplus(-fake)
 
 
 @LOSSES.register("wgan-gp")
@@ -66,8 +70,8 @@ class WassersteinGP(AdversarialLoss):
     def discriminator(self, real, fake, real_target=1.0):
         return fake.mean() - real.mean()
 
-    def generator(self, fake):
-        return -fake.mean()
+    def generator_terms(self, fake):
+        return -fake
 
 
 @LOSSES.register("hinge")
@@ -79,8 +83,8 @@ class Hinge(AdversarialLoss):
     def discriminator(self, real, fake, real_target=1.0):
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
-    def generator(self, fake):
-        return -fake.mean()
+    def generator_terms(self, fake):
+        return -fake
 
 
 @LOSSES.register("least-squares")
@@ -90,8 +94,8 @@ class LeastSquares(AdversarialLoss):
     def discriminator(self, real, fake, real_target=1.0):
         return 0.5 * ((real - real_target).pow(2).mean() + fake.pow(2).mean())
 
-    def generator(self, fake):
-        return 0.5 * (fake - 1.0).pow(2).mean()
+    def generator_terms(self, fake):
+        return 0.5 * (fake - 1.0).pow(2)
 
 
 def input_gradient_penalty(logit: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

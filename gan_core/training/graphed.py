@@ -41,6 +41,8 @@ def graph_blocker(state: TrainState, phases: object) -> str | None:
         return "the dataset does not fit in GPU memory, so its batches come from the host"
     if config.loss.instance_noise > 0:
         return "loss.instance_noise anneals its strength on the host every step"
+    if config.loss.top_k < 1:
+        return "top-k training (loss.top_k < 1) changes how many fakes G learns from as it anneals"
     if config.loss.r1_every > 1:
         return "lazy R1 (loss.r1_every > 1) alternates between two different steps"
     if not fused_adam_supported("cuda"):

@@ -79,6 +79,7 @@ def fit(
         step = state.step + 1
         report = step % train.log_every == 0 or step % train.checkpoint_every == 0 or step == train.steps
         ctx.instance_noise = config.loss.instance_noise * max(0.0, 1.0 - state.step / train.steps)
+        ctx.top_k = config.loss.top_k_fraction(step, train.steps)
         if config.optim.lr_schedule != "constant":
             _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
@@ -161,8 +162,10 @@ def compile_models(state: TrainState) -> None:
         for before, layer in zip(layers, layers[1:], strict=False):
             if isinstance(before, nn.Unflatten) and isinstance(layer, nn.ConvTranspose2d | nn.Conv2d):
                 layer.weight.data = layer.weight.data.contiguous()
-    state.generator.compile()
-    state.discriminator.compile()
+    # Inductor's own CUDA graphs stay off: GraphedStep captures the whole step, optimisers included.
+    mode = {"default": None, "max-autotune": "max-autotune-no-cudagraphs"}[state.config.train.compile_mode]
+    state.generator.compile(mode=mode)
+    state.discriminator.compile(mode=mode)
 
 
 def step_runner(state: TrainState, phases: GANPhases | TranslationPhases) -> Callable[[Meter, bool], None]:

@@ -20,7 +20,7 @@ from torch import nn
 
 from gan_core.config import LossConfig
 from gan_core.losses import AdversarialLoss, input_gradient_penalty, unit_gradient_penalty
-from gan_core.models import Discriminator, Generator
+from gan_core.models import Discriminator
 from gan_core.training.state import TrainState
 
 
@@ -34,6 +34,7 @@ class StepContext:
     autocast: AbstractContextManager
     num_classes: int  # > 0 when G and D take labels
     instance_noise: float = 0.0  # the current (annealed) std
+    top_k: float = 1.0  # the current fraction of fakes G learns from (top-k training)
     d_updates: int = 0  # discriminator updates so far, counted for lazy R1
 
     def next_r1_weight(self) -> float:
@@ -47,17 +48,16 @@ class StepContext:
 
 def discriminator_step(
     d_train: nn.Module,
-    generator: Generator,
     opt_d: torch.optim.Optimizer,
     real: torch.Tensor,
+    fake: torch.Tensor,
     labels: torch.Tensor | None,
     ctx: StepContext,
     measure: bool,
 ) -> dict[str, torch.Tensor]:
+    """One update of D on a real batch and a fake one (detached; conditional: of the same labels)."""
     batch = real.shape[0]
-    fake_labels = labels  # conditional: fakes of the same classes as the real batch
-    with torch.no_grad(), ctx.autocast:
-        fake = generator(generator.sample_latent(batch, ctx.noise, real.device), fake_labels)
+    fake_labels = labels
     fake = fake.to(real.dtype)
     real, fake = with_instance_noise(real, ctx), with_instance_noise(fake, ctx)
 
@@ -119,23 +119,20 @@ def input_penalties(
 
 
 def generator_step(
-    g_train: nn.Module,
-    generator: Generator,
     discriminator: Discriminator,
     opt_g: torch.optim.Optimizer,
-    batch: int,
-    device: torch.device,
+    fake: torch.Tensor,
+    fake_labels: torch.Tensor | None,
     ctx: StepContext,
     measure: bool,
 ) -> dict[str, torch.Tensor]:
+    """One update of G through D's judgement of `fake` (drawn with autograd on)."""
     # The plain discriminator (not its DDP wrapper) judges here, with its weights frozen:
     # no gradient for D's parameters is computed, and DDP never sees a half-used backward.
     discriminator.requires_grad_(False)
-    fake_labels = _random_labels(batch, ctx, device)
     with ctx.autocast:
-        fake = g_train(generator.sample_latent(batch, ctx.noise, device), fake_labels)
         out = discriminator(with_instance_noise(fake, ctx), fake_labels)
-    loss = ctx.loss.generator(out.logit.float())
+    loss = generator_loss(out.logit.float(), ctx)
     metrics = {"g_adv_loss": loss.detach()}
     if out.class_logits is not None:
         aux = F.cross_entropy(out.class_logits.float(), fake_labels)
@@ -149,6 +146,17 @@ def generator_step(
     discriminator.requires_grad_(True)
     metrics["g_loss"] = loss.detach()
     return metrics
+
+
+def generator_loss(fake_logit: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """G's adversarial loss, averaged over all fakes or, in top-k training, over the k that D
+    scores highest: the fakes D already finds realistic pull G towards the modes, while the
+    worst ones, between modes, would pull samples off them (Sinha et al. 2020)."""
+    if ctx.top_k >= 1:
+        return ctx.loss.generator(fake_logit)
+    keep = max(1, round(ctx.top_k * fake_logit.numel()))
+    best = fake_logit.flatten().topk(keep).values
+    return ctx.loss.generator_terms(best).mean()
 
 
 def _random_labels(batch: int, ctx: StepContext, device: torch.device) -> torch.Tensor | None:
@@ -171,28 +179,41 @@ def grad_norm(optimizer: torch.optim.Optimizer) -> torch.Tensor:
 
 class GANPhases:
     """Phase 1 (a discriminator update on a fresh batch) and phase 2 (a generator update) of
-    a GAN that draws samples from noise, on this worker's slice of each batch."""
+    a GAN that draws samples from noise, on this worker's slice of each batch.
+
+    With `train.reuse_fakes` the generator update judges the fakes of the last discriminator
+    update again (as the PyTorch DCGAN example does) instead of drawing new ones: one forward
+    pass of G less per step. Those fakes are then drawn with autograd on, for G's backward.
+    """
 
     def __init__(self, state: TrainState, ctx: StepContext, d_train: nn.Module, g_train: nn.Module) -> None:
         self.state, self.ctx, self.d_train, self.g_train = state, ctx, d_train, g_train
         self.batches = state.batches  # where real batches come from (a CUDA graph swaps in fixed buffers)
+        self.reuse_fakes = state.config.train.reuse_fakes
+        self.last_fakes: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def discriminator(self, measure: bool) -> dict[str, torch.Tensor]:
         state, ctx = self.state, self.ctx
         real, labels = self.batches.next()
         real = real.to(state.device, non_blocking=True)
         labels = labels.to(state.device, non_blocking=True) if labels is not None and ctx.num_classes else None
-        return discriminator_step(self.d_train, state.generator, state.opt_d, real, labels, ctx, measure)
+        # Conditional: fakes of the same classes as the real batch.
+        with torch.set_grad_enabled(self.reuse_fakes):
+            fake = self._draw_fakes(real.shape[0], labels)
+        self.last_fakes = (fake, labels) if self.reuse_fakes else None
+        return discriminator_step(self.d_train, state.opt_d, real, fake.detach(), labels, ctx, measure)
 
     def generator(self, measure: bool) -> dict[str, torch.Tensor]:
         state = self.state
-        return generator_step(
-            self.g_train,
-            state.generator,
-            state.discriminator,
-            state.opt_g,
-            state.batches.local_batch,
-            state.device,
-            self.ctx,
-            measure,
-        )
+        if self.last_fakes is not None:
+            (fake, labels), self.last_fakes = self.last_fakes, None
+        else:
+            labels = _random_labels(state.batches.local_batch, self.ctx, state.device)
+            fake = self._draw_fakes(state.batches.local_batch, labels)
+        return generator_step(state.discriminator, state.opt_g, fake, labels, self.ctx, measure)
+
+    def _draw_fakes(self, batch: int, labels: torch.Tensor | None) -> torch.Tensor:
+        latent = self.state.generator.sample_latent(batch, self.ctx.noise, self.state.device)
+        generator = self.g_train if torch.is_grad_enabled() else self.state.generator
+        with self.ctx.autocast:
+            return generator(latent, labels)

@@ -86,6 +86,7 @@ CASES = {
         "optim.decay_start=0.0",
         "loss.r1_weight=1.0",
     ],  # fmt: skip
+    "reused fakes": ["train.reuse_fakes=true"],
 }
 
 
@@ -165,8 +166,9 @@ COMPILED_RTOL = 1e-3
 
 
 @needs_cuda
-def test_compiled_and_graphed_training_stays_with_the_eager_step(deterministic_cudnn):
-    compiled, record = _train("train.cuda_graphs=always", "train.compile=true")
+@pytest.mark.parametrize("mode", ["default", "max-autotune"])
+def test_compiled_and_graphed_training_stays_with_the_eager_step(mode: str, deterministic_cudnn):
+    compiled, record = _train("train.cuda_graphs=always", "train.compile=true", f"train.compile_mode={mode}")
     eager, e_record = _train("train.cuda_graphs=never")
     gaps = {name: gap for name, gap in _update_gaps(compiled, eager).items() if name != "ema"}
     print("compiled vs eager update gaps:", gaps)

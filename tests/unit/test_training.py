@@ -4,17 +4,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_core.config import load_config
+from gan_core.config import ConfigError, load_config
 from gan_core.data import load_dataset
 from gan_core.outputs import FolderCheckpointer, checkpoint_steps, latest_checkpoint
 from gan_core.training import (
     Hook,
+    Meter,
     NonFiniteLossError,
     fit,
     generator_from_checkpoint,
     load_checkpoint,
     start_training,
 )
+from gan_core.training.loop import train_step
 
 RING = ["data.name=ring", "data.n_train=2000", "model.g_width=32", "model.d_width=32", "train.batch_size=64"]
 
@@ -120,6 +122,8 @@ def test_learning_rate_schedule_reaches_the_optimisers_and_resumes():
         ["loss.name=least-squares", "loss.label_smoothing=0.1", "loss.instance_noise=0.1"],
         ["model.pack=2"],
         ["train.ema_decay=0"],
+        ["loss.top_k=0.5", "loss.top_k_anneal=0.25"],
+        ["train.reuse_fakes=true", "train.d_steps=2"],
     ],
 )
 def test_every_loss_and_trick_trains(extra):
@@ -173,3 +177,49 @@ def test_batch_larger_than_data_is_refused():
             load_config(overrides=["data.n_train=200", "train.batch_size=256", "train.steps=1"]),
             load_dataset("ring", n_train=200),
         )
+
+
+def _inputs_seen_by_d_per_step(*extra: str, steps: int = 3) -> tuple[list[list[torch.Tensor]], int]:
+    """What D was called on in each of `steps` eager steps, and how many times G ran forward."""
+    config = _config("train.ema_decay=0.9", *extra)
+    state, phases = start_training(config, load_dataset("ring", n_train=2000))
+    seen, g_forwards = [], []
+    state.discriminator.register_forward_hook(lambda m, args, out: seen[-1].append(args[0].detach().clone()))
+    state.generator.register_forward_hook(lambda m, args, out: g_forwards.append(1))
+    for _ in range(steps):
+        seen.append([])
+        train_step(state, phases, Meter(), report=False)
+    return seen, len(g_forwards)
+
+
+def test_reuse_fakes_judges_the_discriminator_updates_fakes_again_and_saves_a_forward_of_g():
+    seen, g_forwards = _inputs_seen_by_d_per_step("train.reuse_fakes=true")
+    assert g_forwards == 3
+    for d_input, g_input in seen:  # D's update scores cat(real, fake); G's update scores the fakes
+        assert torch.equal(g_input, d_input.chunk(2)[1])
+
+    seen, g_forwards = _inputs_seen_by_d_per_step()  # the default: G's update draws new fakes
+    assert g_forwards == 6
+    assert not any(torch.equal(g_input, d_input.chunk(2)[1]) for d_input, g_input in seen)
+
+
+def test_top_k_generator_loss_averages_only_the_fakes_d_scores_highest():
+    from gan_core.losses import LOSSES
+    from gan_core.training.step import StepContext, generator_loss
+
+    loss = LOSSES.get("nonsaturating")()
+    ctx = StepContext(loss, load_config().loss, torch.Generator(), torch.autocast("cpu", enabled=False), 0)
+    logits = torch.tensor([3.0, -2.0, 0.5, -4.0, 1.0, 2.0, -1.0, 0.0])
+    assert generator_loss(logits, ctx) == loss.generator(logits)
+    ctx.top_k = 0.25
+    assert generator_loss(logits, ctx) == loss.generator(torch.tensor([3.0, 2.0]))
+    ctx.top_k = 0.01  # never fewer than one fake
+    assert generator_loss(logits, ctx) == loss.generator(torch.tensor([3.0]))
+
+
+def test_top_k_fraction_anneals_from_all_fakes_to_its_floor():
+    config = load_config(overrides=["loss.top_k=0.5", "loss.top_k_anneal=0.5"]).loss
+    assert [config.top_k_fraction(step, 100) for step in (1, 26, 51, 100)] == [1.0, 0.75, 0.5, 0.5]
+    assert load_config().loss.top_k_fraction(50, 100) == 1.0
+    with pytest.raises(ConfigError, match="loss.top_k=0.0 is not allowed"):
+        load_config(overrides=["loss.top_k=0"])
