@@ -249,8 +249,8 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
         )
         torch.manual_seed(0)
         step = GanCoreStep(
-            device, batch, images, args.precision, args.memory_format, args.cuda_graphs, args.compile, reuse,
-            args.compile_mode,
+            device, batch, images, args.precision, args.memory_format, cuda_graphs=args.cuda_graphs,
+            compile=args.compile, reuse_fakes=reuse, compile_mode=args.compile_mode,
         )  # fmt: skip
     seconds = time_steps(step, device, args.warmup, args.steps)
     line = {
@@ -301,8 +301,9 @@ def ddp_worker(rank: int, world_size: int, port: int, batch: int, args: argparse
     try:
         images = synthetic_images(batch * world_size)
         step = GanCoreStep(
-            device, batch * world_size, images, args.precision, args.memory_format, "auto", args.compile,
-            not args.fresh_fakes, args.compile_mode, rank, world_size, wrap=lambda module: ddp(module, device),
+            device, batch * world_size, images, args.precision, args.memory_format, compile=args.compile,
+            reuse_fakes=not args.fresh_fakes, compile_mode=args.compile_mode, rank=rank, world_size=world_size,
+            wrap=lambda module: ddp(module, device),
         )  # fmt: skip
         seconds = time_steps(step, device, args.warmup, args.steps, barrier=dist.barrier)
         if rank == 0:

@@ -198,8 +198,7 @@ class GANPhases:
         real = real.to(state.device, non_blocking=True)
         labels = labels.to(state.device, non_blocking=True) if labels is not None and ctx.num_classes else None
         # Conditional: fakes of the same classes as the real batch.
-        with torch.set_grad_enabled(self.reuse_fakes):
-            fake = self._draw_fakes(real.shape[0], labels)
+        fake = self._draw_fakes(real.shape[0], labels, for_generator_update=self.reuse_fakes)
         self.last_fakes = (fake, labels) if self.reuse_fakes else None
         return discriminator_step(self.d_train, state.opt_d, real, fake.detach(), labels, ctx, measure)
 
@@ -209,11 +208,13 @@ class GANPhases:
             (fake, labels), self.last_fakes = self.last_fakes, None
         else:
             labels = _random_labels(state.batches.local_batch, self.ctx, state.device)
-            fake = self._draw_fakes(state.batches.local_batch, labels)
+            fake = self._draw_fakes(state.batches.local_batch, labels, for_generator_update=True)
         return generator_step(state.discriminator, state.opt_g, fake, labels, self.ctx, measure)
 
-    def _draw_fakes(self, batch: int, labels: torch.Tensor | None) -> torch.Tensor:
+    def _draw_fakes(self, batch: int, labels: torch.Tensor | None, for_generator_update: bool) -> torch.Tensor:
+        """Fakes for G's update come through its training wrapper (DDP) with autograd on; fakes
+        only D learns from come from the plain G without a graph."""
         latent = self.state.generator.sample_latent(batch, self.ctx.noise, self.state.device)
-        generator = self.g_train if torch.is_grad_enabled() else self.state.generator
-        with self.ctx.autocast:
+        generator = self.g_train if for_generator_update else self.state.generator
+        with torch.set_grad_enabled(for_generator_update), self.ctx.autocast:
             return generator(latent, labels)
