@@ -32,6 +32,17 @@ def test_benchmark_preset_is_a_point_of_its_search_space(space, base, preset):
             assert low <= tuned[key] < high or (dimension.kind != "randint" and tuned[key] == high), key
 
 
+@pytest.mark.parametrize("preset", sorted(quality.ABLATIONS))
+def test_ablation_ladder_climbs_to_its_preset(preset):
+    """Each rung's overrides load (so every key exists), each rung changes the config, and the
+    rung labelled as the preset is the preset exactly."""
+    rungs = quality.ABLATIONS[preset]
+    configs = [load_config(preset_path(preset), overrides).flat() for _, overrides in rungs]
+    assert all(a != b for a, b in zip(configs, configs[1:], strict=False))
+    named = [config for (label, _), config in zip(rungs, configs, strict=True) if label.endswith("= the preset")]
+    assert named == [load_config(preset_path(preset)).flat()]
+
+
 def test_target_needs_every_figure():
     target = quality.Target(modes=8, high_quality=0.98, kl=0.02)
     assert target.met({"modes": 8.0, "high_quality": 0.981, "kl": 0.01})
