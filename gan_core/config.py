@@ -58,6 +58,9 @@ class ModelConfig:
     # classifier head in D), "projection" (labels into G and into D's logit, Miyato & Koyama).
     conditioning: Literal["none", "acgan", "projection"] = "none"
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
+    # Jacobian-based truncation (Tanielian et al. 2020): sampling keeps this share of latents,
+    # those where G stretches space least (off the bridges between modes); 1 keeps them all.
+    truncation: float = 1.0
 
     def __post_init__(self) -> None:
         from gan_core.models import MODELS, TRANSLATION_MODELS
@@ -79,6 +82,13 @@ class ModelConfig:
             "model.pack",
             "1 when model.conditioning is not 'none' (packed samples have no single label)",
             self.pack,
+        )
+        _check(0.05 <= self.truncation <= 1, "model.truncation", "a number in [0.05, 1]", self.truncation)
+        _check(
+            self.truncation == 1 or (self.conditioning == "none" and self.name not in TRANSLATION_MODELS),
+            "model.truncation",
+            "1 for conditional and translation models (it truncates unconditional latents only)",
+            self.truncation,
         )
 
 

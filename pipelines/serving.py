@@ -2,7 +2,8 @@
 
 Input: a table with one row per request — `count` (samples), `seed` (latent seed) and
 `label` (a class for conditional generators; -1 cycles through the classes). Output: the
-samples as an array, (N, C, H, W) images in [-1, 1] or (N, 2) points.
+samples as an array, (N, C, H, W) images in [-1, 1] or (N, 2) points. A generator trained
+with `model.truncation` below 1 samples as it was evaluated: Jacobian-truncated latents.
 
 A translation model (DiscoGAN) takes samples instead: a table with one row per sample, column
 `images` (the sample's values, flat in C, H, W order or nested, in [-1, 1] for images) and
@@ -29,6 +30,7 @@ import torch
 
 from gan_core.config import ExperimentConfig
 from gan_core.models import is_translator
+from gan_core.models.truncation import draw_latents, stretch_threshold, truncates
 
 WEIGHTS = "generator_weights"
 MAX_COUNT = 100_000
@@ -41,6 +43,8 @@ class ModelArtifactError(ValueError):
 class GeneratorModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.generator, self.config = load_generator_artifact(context.artifacts[WEIGHTS])
+        # The weights are fixed from here on: calibrate a truncating generator's threshold once.
+        self.threshold = stretch_threshold(self.generator) if truncates(self.generator) else None
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         if is_translator(self.generator):
@@ -60,7 +64,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         if not 1 <= count <= MAX_COUNT:
             raise ValueError(f"count={count} is not allowed: 1..{MAX_COUNT}")
         generator = self.generator
-        latent = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+        latent = draw_latents(generator, count, torch.Generator().manual_seed(seed), self.threshold)
         labels = None
         if generator.num_classes:
             if label >= generator.num_classes:

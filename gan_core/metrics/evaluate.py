@@ -37,6 +37,7 @@ from gan_core.metrics.translation import (
     translation_accuracy,
 )
 from gan_core.models import is_translator
+from gan_core.models.truncation import draw_latents
 from gan_core.registry import Registry
 
 PRDC_MAX = 5000  # pairwise distances grow quadratically; 5000 keeps them under a second
@@ -384,8 +385,7 @@ def generate(
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
-    rng = torch.Generator().manual_seed(seed)
-    latent = torch.randn(n, generator.latent_dim, generator=rng)
+    latent = draw_latents(generator, n, torch.Generator().manual_seed(seed))
     labels = torch.arange(n) % generator.num_classes if generator.num_classes else None
     out = []
     for start in range(0, n, batch):

@@ -35,6 +35,7 @@ def build_dcgan(cfg: ModelConfig, sample_shape: tuple[int, ...], num_classes: in
         cfg.latent_dim,
         sample_shape,
         num_classes if conditional else 0,
+        cfg.truncation,
     )
     body, feature_dim = _discriminator_body(cfg, channels * cfg.pack, base, steps)
     discriminator = Discriminator(

@@ -36,7 +36,9 @@ def build_mlp(cfg: ModelConfig, sample_shape: tuple[int, ...], num_classes: int 
             d_layers.append(nn.LayerNorm(cfg.d_width))
         d_layers.append(nn.LeakyReLU(0.2))
 
-    generator = Generator(nn.Sequential(*g_layers), cfg.latent_dim, sample_shape, num_classes if conditional else 0)
+    generator = Generator(
+        nn.Sequential(*g_layers), cfg.latent_dim, sample_shape, num_classes if conditional else 0, cfg.truncation
+    )
     discriminator = Discriminator(
         nn.Sequential(*d_layers), cfg.d_width, cfg.pack, num_classes, cfg.conditioning, spectral=spectral
     )

@@ -26,12 +26,21 @@ class DiscriminatorOutput(NamedTuple):
 
 
 class Generator(nn.Module):
-    def __init__(self, body: nn.Module, latent_dim: int, sample_shape: tuple[int, ...], num_classes: int = 0) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        latent_dim: int,
+        sample_shape: tuple[int, ...],
+        num_classes: int = 0,
+        truncation: float = 1.0,
+    ) -> None:
         super().__init__()
         self.body = body
         self.latent_dim = latent_dim
         self.sample_shape = tuple(sample_shape)
         self.num_classes = num_classes  # 0: unconditional
+        # Share of latents that sampling keeps (gan_core.models.truncation); training draws all.
+        self.truncation = truncation
 
     @property
     def conditional(self) -> bool:

@@ -67,9 +67,12 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "ring-hq seed 0" in out and "ring-hq seed 1" in out
     assert "PacGAN3 (PacGAN T1), published | 7.8 | 97.7 | 0.10" in out
+    # ring-hq truncates its latents: the generator's own draws are reported beside them.
+    assert "| high-quality % untruncated | KL untruncated |" in out
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     runs, summary = lines[:2], lines[2]
     assert [r["seed"] for r in runs] == [0, 1] and all(r["steps"] == 60 for r in runs)
+    assert all(0 <= r["high_quality_untruncated"] <= 1 and r["kl_untruncated"] >= 0 for r in runs)
     assert summary["runs"] == 2 and 0 <= summary["modes_mean"] <= 8
     assert summary["modes_mean"] == pytest.approx(sum(r["modes"] for r in runs) / 2, abs=1e-4)
     assert summary["target_met_every_seed"] is False  # 60 steps cannot reach 98% high quality
