@@ -15,10 +15,12 @@ import argparse
 import json
 import math
 import multiprocessing
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gan_core.config import load_config, preset_path
 
@@ -133,9 +135,16 @@ class Run:
 
 
 def train_and_evaluate(
-    bench: Benchmark, seed: int, steps: int | None, overrides: Sequence[str], threads: int, cache_dir: str | None
+    bench: Benchmark,
+    seed: int,
+    steps: int | None,
+    overrides: Sequence[str],
+    threads: int,
+    cache_dir: str | None,
+    picture: str | None = None,
 ) -> Run:
-    """One seed: gan_core's loop, then the full evaluation protocol on the (EMA) generator."""
+    """One seed: gan_core's loop, then the full evaluation protocol on the (EMA) generator;
+    with `picture` (a .png path), its samples there (truncated beside untruncated)."""
     import torch
 
     from gan_core.data import load_dataset
@@ -158,7 +167,28 @@ def train_and_evaluate(
         with untruncated(state.sampler):
             plain = _protocol_values(bench, evaluator.evaluate(state.sampler))
         values.update({f"{key}_untruncated": value for key, value in plain.items() if "real" not in key})
+    if picture:
+        save_samples_picture(state.sampler, data, config.eval.seed, f"{bench.preset} seed {seed}", picture)
     return Run(bench.name, bench.preset, seed, config.train.steps, threads, wall, values)
+
+
+def save_samples_picture(generator, dataset, seed: int, title: str, path: str) -> None:
+    """The generator's samples as the protocol draws them; for a truncating generator, beside
+    its untruncated draws from the same seed."""
+    from PIL import Image
+
+    from gan_core.models.truncation import truncates, untruncated
+    from gan_core.outputs import sample_picture
+
+    pictures = [sample_picture(generator, dataset, seed, title + (", truncated" if truncates(generator) else ""))]
+    if truncates(generator):
+        with untruncated(generator):
+            pictures.append(sample_picture(generator, dataset, seed, title + ", untruncated"))
+    canvas = Image.new("RGB", (sum(p.width for p in pictures), max(p.height for p in pictures)), "white")
+    for i, image in enumerate(pictures):
+        canvas.paste(image, (sum(p.width for p in pictures[:i]), 0))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
 
 
 def _protocol_values(bench: Benchmark, report: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -254,9 +284,14 @@ def run_benchmark(
     label: str,
     log: Callable[[str], None],
     jobs: int = 1,
+    pictures: str | None = None,
 ) -> list[Run]:
-    """Every seed, `jobs` at a time (separate processes: one core each is what these small nets use)."""
-    args = [(bench, seed, steps, tuple(overrides), threads, cache_dir) for seed in range(seeds)]
+    """Every seed, `jobs` at a time (separate processes: one core each is what these small nets use);
+    with `pictures` (a folder), one picture of samples per run there."""
+    args = [
+        (bench, seed, steps, tuple(overrides), threads, cache_dir, _picture_path(pictures, bench, label, seed))
+        for seed in range(seeds)
+    ]
     if jobs > 1 and seeds > 1:
         context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
         with ProcessPoolExecutor(min(jobs, seeds), mp_context=context) as pool:
@@ -265,6 +300,13 @@ def run_benchmark(
     else:
         runs = [_logged(train_and_evaluate(*a), label, log) for a in args]
     return runs
+
+
+def _picture_path(folder: str | None, bench: Benchmark, label: str, seed: int) -> str | None:
+    if not folder:
+        return None
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or bench.preset
+    return str(Path(folder) / f"{bench.name}-{slug}-seed{seed}.png")
 
 
 def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
@@ -300,6 +342,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 seeds and a few hundred steps")
     parser.add_argument("--cache", default="runs/.cache", help="where the digits classifier is cached")
     parser.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
+    parser.add_argument(
+        "--pictures", default=None, metavar="DIR", help="save each run's samples here (truncated beside untruncated)"
+    )
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
@@ -319,7 +364,16 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
         groups = []
         for label, extra in ladder or [(bench.preset, [])]:
             runs = run_benchmark(
-                bench, seeds, steps, [*extra, *args.overrides], args.threads, args.cache, label, log, args.jobs
+                bench,
+                seeds,
+                steps,
+                [*extra, *args.overrides],
+                args.threads,
+                args.cache,
+                label,
+                log,
+                args.jobs,
+                args.pictures,
             )
             groups.append((label, runs))
             lines += [r.as_json() for r in runs] + [summarise(bench, runs, label)]

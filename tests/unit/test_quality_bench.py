@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+from PIL import Image
 
 from gan_core.config import load_config, preset_path
 from pipelines import quality
@@ -62,7 +63,11 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     quality.add_arguments(parser)
     jsonl = tmp_path / "runs.jsonl"
-    args = parser.parse_args(["--bench", "ring", "--seeds", "2", "--steps", "60", "--jobs", "1", "--jsonl", str(jsonl)])
+    pictures = tmp_path / "pictures"
+    args = parser.parse_args(
+        ["--bench", "ring", "--seeds", "2", "--steps", "60", "--jobs", "1", "--jsonl", str(jsonl)]
+        + ["--pictures", str(pictures)]
+    )
     assert quality.run(args, log=lambda line: None) == 0
     out = capsys.readouterr().out
     assert "ring-hq seed 0" in out and "ring-hq seed 1" in out
@@ -76,3 +81,8 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
     assert summary["runs"] == 2 and 0 <= summary["modes_mean"] <= 8
     assert summary["modes_mean"] == pytest.approx(sum(r["modes"] for r in runs) / 2, abs=1e-4)
     assert summary["target_met_every_seed"] is False  # 60 steps cannot reach 98% high quality
+    # One picture per run: the truncated samples beside the untruncated ones.
+    names = sorted(p.name for p in pictures.iterdir())
+    assert names == ["ring-ring-hq-seed0.png", "ring-ring-hq-seed1.png"]
+    with Image.open(pictures / names[0]) as picture:
+        assert picture.width > 1.8 * picture.height
