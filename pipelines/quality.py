@@ -95,6 +95,7 @@ _STACKED_TECHNIQUES: list[Technique] = [
     ("D twice as wide (d_width 128)", ["model.d_width=64"]),
     ("batches of 256", ["train.batch_size=64"]),
     ("learning rates doubled", ["optim.lr_g=2e-4", "optim.lr_d=4e-4"]),
+    ("twice the steps (18000)", ["train.steps=9000"]),
 ]
 
 
