@@ -277,7 +277,7 @@ def table(bench: Benchmark, groups: list[tuple[str, list[Run]]], per_seed: bool 
 
 def run_benchmark(
     bench: Benchmark,
-    seeds: int,
+    seeds: Sequence[int],
     steps: int | None,
     overrides: Sequence[str],
     threads: int,
@@ -291,11 +291,11 @@ def run_benchmark(
     with `pictures` (a folder), one picture of samples per run there."""
     args = [
         (bench, seed, steps, tuple(overrides), threads, cache_dir, _picture_path(pictures, bench, label, seed))
-        for seed in range(seeds)
+        for seed in seeds
     ]
-    if jobs > 1 and seeds > 1:
+    if jobs > 1 and len(seeds) > 1:
         context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
-        with ProcessPoolExecutor(min(jobs, seeds), mp_context=context) as pool:
+        with ProcessPoolExecutor(min(jobs, len(seeds)), mp_context=context) as pool:
             pending = [pool.submit(train_and_evaluate, *a) for a in args]
             runs = [_logged(future.result(), label, log) for future in pending]
     else:
@@ -319,6 +319,9 @@ def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per benchmark (0, 1, ...)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="first seed (to add seeds to a measurement without repeating it)"
+    )
     parser.add_argument("--steps", type=int, default=None, help="override train.steps of every preset")
     parser.add_argument(
         "--bench",
@@ -359,6 +362,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
         steps = args.steps
         if args.quick:
             seeds, steps = min(seeds, 2), steps or bench.quick_steps
+        seed_range = range(args.first_seed, args.first_seed + seeds)
         ladder = ABLATIONS.get(bench.preset, []) if args.ablation else []
         if args.ablation and not ladder:
             log(f"{name}: no ablation ladder for preset {bench.preset!r}; running the preset alone")
@@ -366,7 +370,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
         for label, extra in ladder or [(bench.preset, [])]:
             runs = run_benchmark(
                 bench,
-                seeds,
+                seed_range,
                 steps,
                 [*extra, *args.overrides],
                 args.threads,

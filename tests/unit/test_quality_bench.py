@@ -86,3 +86,16 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
     assert names == ["ring-ring-hq-seed0.png", "ring-ring-hq-seed1.png"]
     with Image.open(pictures / names[0]) as picture:
         assert picture.width > 1.8 * picture.height
+
+
+def test_first_seed_adds_seeds_without_repeating_the_measured_ones(capsys, tmp_path):
+    parser = argparse.ArgumentParser()
+    quality.add_arguments(parser)
+    jsonl = tmp_path / "runs.jsonl"
+    args = parser.parse_args(
+        ["--bench", "ring", "--seeds", "1", "--first-seed", "3", "--steps", "20", "--jobs", "1", "--jsonl", str(jsonl)]
+    )
+    assert quality.run(args, log=lambda line: None) == 0
+    assert "ring-hq seed 3" in capsys.readouterr().out
+    run, summary = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert run["seed"] == 3 and summary["runs"] == 1
