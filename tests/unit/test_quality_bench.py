@@ -88,7 +88,7 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
         assert picture.width > 1.8 * picture.height
 
 
-def test_first_seed_adds_seeds_without_repeating_the_measured_ones(capsys, tmp_path):
+def test_first_seed_adds_seeds_and_each_run_shows_progress(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     quality.add_arguments(parser)
     jsonl = tmp_path / "runs.jsonl"
@@ -96,6 +96,10 @@ def test_first_seed_adds_seeds_without_repeating_the_measured_ones(capsys, tmp_p
         ["--bench", "ring", "--seeds", "1", "--first-seed", "3", "--steps", "20", "--jobs", "1", "--jsonl", str(jsonl)]
     )
     assert quality.run(args, log=lambda line: None) == 0
-    assert "ring-hq seed 3" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "ring-hq seed 3" in captured.out
+    # Progress every tenth of the run, named by benchmark and seed (a stacked run takes an hour).
+    assert "ring ring-hq seed 3: step 2/20 ( 10%)" in captured.err
+    assert "ring ring-hq seed 3: step 20/20 (100%)" in captured.err
     run, summary = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert run["seed"] == 3 and summary["runs"] == 1
