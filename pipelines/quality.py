@@ -159,9 +159,9 @@ def train_and_evaluate(
     config = load_config(preset_path(bench.preset), [*base, *overrides])
     # No checkpoints or sample grids; a progress line every tenth of the run (reading the
     # metrics changes nothing in training), as a stacked-digits run takes an hour on a CPU core.
-    steps = config.train.steps
-    quiet = [f"train.{key}={steps}" for key in ("checkpoint_every", "sample_every")]
-    config = load_config(None, [*quiet, f"train.log_every={max(1, steps // 10)}"], base=config.to_dict())
+    total = config.train.steps
+    quiet = [f"train.{key}={total}" for key in ("checkpoint_every", "sample_every")]
+    config = load_config(None, [*quiet, f"train.log_every={max(1, total // 10)}"], base=config.to_dict())
     data = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
     evaluator = Evaluator(data, config.eval, cache_dir=cache_dir)
     started = time.perf_counter()
@@ -322,7 +322,7 @@ def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per benchmark (0, 1, ...)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per benchmark (from --first-seed)")
     parser.add_argument(
         "--first-seed", type=int, default=0, help="first seed (to add seeds to a measurement without repeating it)"
     )
