@@ -25,6 +25,8 @@ from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_check
 
 CHECKPOINT_FILE = "state.pt"
 FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
+# A checkpoint's `extra` entry for the metrics that had not reached MLflow when it was written.
+TRACKING_BACKLOG = "tracking_backlog"
 
 
 @dataclass(frozen=True)
@@ -61,45 +63,60 @@ class RayReporter(Hook):
         tracking_uri: str | None,
         check_sync: bool,
         dataset: Dataset | None = None,
+        tracking_wait_s: float = 600.0,
     ) -> None:
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset  # the 2-D mixtures draw their samples over the true modes
         self.run_id, self.tracking_uri = run_id, tracking_uri
         self.check_sync = check_sync
-        self._client = None
+        self.tracking_wait_s = tracking_wait_s  # how long the end of training waits for MLflow
+        self._tracking = None
         self._last_metrics: dict[str, float] = {}
 
     @property
-    def client(self):
-        if self._client is None and self.run_id and self.rank == 0:
+    def tracking(self):
+        """Rank 0's queue of records for the MLflow run (None on other ranks, or without a run)."""
+        if self._tracking is None and self.run_id and self.rank == 0:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
+            from pipelines.tracking_queue import TrackingQueue
+
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._tracking = TrackingQueue(client, self.run_id, str(self.tracking_uri))
+        return self._tracking
+
+    def on_start(self, state: TrainState) -> None:
+        # Metrics that had not reached MLflow when the checkpoint we resume from was written.
+        backlog = state.extra.pop(TRACKING_BACKLOG, None)
+        if backlog and self.tracking is not None:
+            self.tracking.resend(backlog)
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
         if self.check_sync and self.world_size > 1:
             metrics["rank_weight_spread"] = weight_spread(state)
         self._last_metrics = dict(metrics)
-        if self.client is not None:
-            from pipelines.tracking import log_metrics
-
-            log_metrics(self.client, self.run_id, metrics, step)
+        if self.tracking is not None:
+            self.tracking.log_metrics(step, metrics)
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
         """Frames of the training GIF, which the driver assembles when training ends."""
-        if self.client is None or self.dataset is None:
+        if self.tracking is None or self.dataset is None:
             return
         from gan_core.outputs import training_picture
         from gan_core.pictures import labelled
-        from pipelines.tracking import log_image
 
         picture = labelled(training_picture(samples, state, self.dataset, f"step {step}"), f"step {step}")
-        log_image(self.client, self.run_id, picture, f"{FRAMES}/step-{step:06d}.png")
+        self.tracking.log_image(picture, f"{FRAMES}/step-{step:06d}.png")
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         metrics = {"step": step, **{k: v for k, v in self._last_metrics.items() if isinstance(v, int | float)}}
+        if self.tracking is not None and (backlog := self.tracking.backlog()):
+            checkpoint["extra"][TRACKING_BACKLOG] = backlog
         self.report(metrics, checkpoint)
+
+    def on_end(self, state: TrainState) -> None:
+        if self._tracking is not None:
+            self._tracking.close(self.tracking_wait_s)
 
     def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
         """Every rank reports; rank 0 attaches the checkpoint."""
@@ -156,6 +173,7 @@ def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
             loop_config.get("tracking_uri"),
             loop_config.get("check_sync", True),
             dataset,
+            loop_config.get("tracking_wait_s", 600.0),
         )
     ]
     crash = loop_config.get("crash")

@@ -20,6 +20,8 @@ class Settings:
     experiment: str
     ray_address: str | None  # None: start a local cluster
     s3_endpoint: str | None  # S3-compatible endpoint (MinIO, moto), or None for AWS
+    # How long the end of a training run waits for metrics held while MLflow did not answer.
+    tracking_wait_s: float = 600.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -32,9 +34,22 @@ class Settings:
             experiment=env.get("GANPIPE_EXPERIMENT", "ganpipe"),
             ray_address=env.get("RAY_ADDRESS") or None,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            tracking_wait_s=_seconds("GANPIPE_TRACKING_WAIT_S", env.get("GANPIPE_TRACKING_WAIT_S"), 600.0),
         )
 
     @property
     def local_artifacts(self) -> Path:
         """Artifact root used when MLflow runs on the embedded SQLite store."""
         return self.home / "mlartifacts"
+
+
+def _seconds(name: str, text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is not allowed: a number of seconds >= 0")
+    return value

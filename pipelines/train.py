@@ -15,7 +15,7 @@ from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
 from gan_core.training import generator_from_checkpoint
 from pipelines.datasets import load_for
-from pipelines.ray_train import FRAMES, Scaling, load_result_checkpoint, run_trainer
+from pipelines.ray_train import FRAMES, TRACKING_BACKLOG, Scaling, load_result_checkpoint, run_trainer
 from pipelines.serving import log_generator_model
 from pipelines.settings import Settings
 from pipelines.storage import Storage
@@ -66,11 +66,21 @@ def train_distributed(
     ensure_ray(settings.ray_address, log)
     log(f"training {run_name} on {scaling.workers} Ray worker(s); checkpoints in {checkpoints.uri}/{run_name}")
     try:
-        result = run_trainer(config, run_name, checkpoints.uri, scaling, run_id, settings.tracking_uri, crash)
+        result = run_trainer(
+            config,
+            run_name,
+            checkpoints.uri,
+            scaling,
+            run_id,
+            settings.tracking_uri,
+            crash,
+            extra={"tracking_wait_s": settings.tracking_wait_s},
+        )
     except Exception:
         client.set_terminated(run_id, status="FAILED")
         raise
     checkpoint = load_result_checkpoint(result)
+    resend_backlog(client, run_id, checkpoint, log)
 
     generator = generator_from_checkpoint(checkpoint)
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
@@ -92,6 +102,19 @@ def train_distributed(
     checkpoint_uri = f"{checkpoints.uri}/{run_name}"
     steps = int(checkpoint["step"])
     return TrainResult(run_name, run_id, resumed, steps, report, checkpoint_uri, model_uri, version, tags)
+
+
+def resend_backlog(client, run_id: str, checkpoint: dict[str, Any], log: Callable[[str], None] = print) -> None:
+    """Send the metrics the final checkpoint says had not reached MLflow when it was written (a
+    tracking server that was down at the end of training). Those that did arrive meanwhile are
+    stored once all the same."""
+    from pipelines.tracking_queue import MetricsRecord, send
+
+    backlog = (checkpoint.get("extra") or {}).get(TRACKING_BACKLOG) or []
+    if backlog:
+        log(f"sending {len(backlog)} metric record(s) held while MLflow did not answer")
+    for record in backlog:
+        send(client, run_id, MetricsRecord.from_dict(record))
 
 
 def publish_generator(

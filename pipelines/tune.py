@@ -86,6 +86,9 @@ class SearchResult:
 # --------------------------------------------------------------------------- trial side
 
 
+MILESTONE_WAIT_S = 30.0  # the longest a milestone waits for its metrics to reach MLflow
+
+
 class Milestones(Hook):
     """At each checkpoint: evaluate, report to Tune with the checkpoint, log to MLflow."""
 
@@ -100,7 +103,13 @@ class Milestones(Hook):
     ) -> None:
         self.evaluator, self.threshold = evaluator, threshold
         self.stop_on_collapse = stop_on_collapse
-        self.mlflow_child = mlflow_child
+        # The trial's MLflow child run, fed in the background: an outage does not stop the trial.
+        self.tracking = None
+        if mlflow_child:
+            from pipelines.tracking_queue import TrackingQueue
+
+            client, run_id = mlflow_child
+            self.tracking = TrackingQueue(client, run_id, str(client.tracking_uri))
         self.milestone = 0
         self.total_milestones = 1
         self.best_coverage = 0.0
@@ -140,12 +149,17 @@ class Milestones(Hook):
         metrics["step"] = step
         metrics["exploits"] = state.extra.get("exploits", 0)
         metrics["stop_reason"] = self.collapse_reason(metrics["coverage"])
-        if self.mlflow_child:
-            from pipelines.tracking import log_metrics
-
-            client, run_id = self.mlflow_child
-            log_metrics(client, run_id, {k: v for k, v in metrics.items() if isinstance(v, int | float)}, step)
+        if self.tracking is not None:
+            self.tracking.log_metrics(step, {k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            # Tune may end the trial at the report that follows (ASHA): let this milestone arrive
+            # first, unless the server is down.
+            self.tracking.flush(MILESTONE_WAIT_S)
         return metrics
+
+    def close(self, wait_s: float) -> None:
+        """The end of the trial: wait up to `wait_s` for its metrics to reach MLflow."""
+        if self.tracking is not None:
+            self.tracking.close(wait_s)
 
     def collapse_reason(self, coverage: float) -> str:
         """Collapse: coverage fell below the threshold after reaching it, or never reached it by
@@ -186,6 +200,7 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     hook.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
     with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
         fit(config, dataset, [hook], resume_from=resume)
+    hook.close(spec.get("tracking_wait_s", 600.0))
     if child:
         child[0].set_terminated(child[1])
 
@@ -276,6 +291,7 @@ def run_search(
         "tracking_uri": settings.tracking_uri,
         "experiment_id": experiment_id,
         "storage_uri": settings.storage_uri,
+        "tracking_wait_s": settings.tracking_wait_s,
     }
     spec_path.write_text(json.dumps({"base": base.to_dict(), "options": asdict(options)}, indent=2))
 

@@ -52,8 +52,15 @@ def trial_resources(options: SearchOptions, log: Callable[[str], None]) -> tuple
 class TrialReporter(RayReporter):
     """Milestones of a multi-worker trial. `judge` (rank 0 only) evaluates and decides collapse."""
 
-    def __init__(self, rank: int, world_size: int, judge: Milestones | None, checkpoint_every: int) -> None:
-        super().__init__(rank, world_size, run_id=None, tracking_uri=None, check_sync=False)
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        judge: Milestones | None,
+        checkpoint_every: int,
+        tracking_wait_s: float = 600.0,
+    ) -> None:
+        super().__init__(rank, world_size, None, None, check_sync=False, tracking_wait_s=tracking_wait_s)
         self.judge, self.checkpoint_every = judge, checkpoint_every
 
     def on_start(self, state: TrainState) -> None:
@@ -74,7 +81,12 @@ class TrialReporter(RayReporter):
             dist.broadcast_object_list(verdict, src=0)
         self.report(metrics, checkpoint)
         if verdict[0] and (self.judge is None or self.judge.stop_on_collapse):
+            self.on_end(state)  # the last milestone: no on_end follows the stop
             raise StopTrial(verdict[0])
+
+    def on_end(self, state: TrainState) -> None:
+        if self.judge is not None:
+            self.judge.close(self.tracking_wait_s)
 
 
 def trial_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[str, Any]) -> list[Hook]:
@@ -90,7 +102,8 @@ def trial_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
         judge = Milestones(evaluator, config.eval.collapse_threshold, child, spec["stop_on_collapse"])
         judge.train_keys = (*Milestones.train_keys, "samples_per_s", "samples_per_s_worker", "workers")
         judge.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
-    return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every)]
+    wait_s = spec.get("tracking_wait_s", 600.0)
+    return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every, wait_s)]
 
 
 def trial_worker(loop_config: dict[str, Any]) -> None:

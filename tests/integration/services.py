@@ -68,13 +68,18 @@ def moto_s3(folder: Path):
 
 
 @contextmanager
-def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str):
-    port = free_port()
+def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str | None, port: int | None = None):
+    """An MLflow server whose store is `folder`'s SQLite file: a second one started on the same
+    folder and port is the first one restarted."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", artifacts,
     ]  # fmt: skip
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        **({"MLFLOW_S3_ENDPOINT_URL": s3_endpoint} if s3_endpoint else {}),
+    }
     with service(command, f"{url}/health", folder / "mlflow.log", env, timeout=90):
         yield url

@@ -98,8 +98,11 @@ def test_a_killed_worker_is_replaced_and_training_resumes_from_the_checkpoint(se
     assert marker.read_text() == "70"
     assert result.steps == 100
     steps = [s for s, _ in _history(MlflowClient(settings.tracking_uri), result.run_id, "d_loss")]
-    # Steps 51..70 ran twice: before the crash, and again from the step-50 checkpoint.
-    assert steps.count(60) == 2 and steps.count(40) == 1 and max(steps) == 100
+    # Steps 51..70 ran twice: before the crash, and again from the step-50 checkpoint. Metrics
+    # reach MLflow in the background, so the crashed attempt's may have arrived or not; every
+    # step up to the checkpoint arrived exactly once (held ones travel in the checkpoint).
+    assert set(steps) == set(range(1, 101)) and 1 <= steps.count(60) <= 2
+    assert all(steps.count(step) == 1 for step in range(1, 51))
 
 
 def test_bad_storage_fails_fast_with_the_uri_and_cause(s3):

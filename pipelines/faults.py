@@ -1,0 +1,68 @@
+"""Which failures are worth waiting out: a service that did not answer, never bad data or bad config.
+
+A storage endpoint or tracking server that is down for a moment answers again later; a corrupt
+file, an invalid config or a failed promotion gate gives the same answer every time, so trying
+again only hides the error for longer. Prefect's task retries (`flows/retries.py`) and the
+background MLflow sender of training workers (`tracking_queue.py`) both ask `is_transient`.
+"""
+
+from __future__ import annotations
+
+from gan_core.config import ConfigError
+from gan_core.data.idx import IdxFormatError
+from gan_core.data.validation import DataValidationError
+from pipelines.storage import StorageError
+
+PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError)
+# Words in the messages of MLflow and pyarrow when the server could not be reached.
+UNREACHABLE_HINTS = (
+    "connection refused",
+    "max retries exceeded",
+    "failed to establish a new connection",
+    "temporarily unavailable",
+    "couldn't connect",
+    "network_connection",
+    "timed out",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when `error`, or an error it was raised from, says a service was unreachable."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        verdict = _classify(current)
+        if verdict is not None:
+            return verdict
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _classify(error: BaseException) -> bool | None:
+    if isinstance(error, StorageError):
+        return error.transient
+    if isinstance(error, PERMANENT):
+        return False
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    if _is_network_error_of_a_client_library(error):
+        return True
+    message = str(error).lower()
+    if any(hint in message for hint in UNREACHABLE_HINTS):
+        return True
+    return None
+
+
+def _is_network_error_of_a_client_library(error: BaseException) -> bool:
+    import botocore.exceptions
+    import requests
+
+    network = (
+        requests.ConnectionError,
+        requests.Timeout,
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectTimeoutError,
+        botocore.exceptions.ReadTimeoutError,
+    )
+    return isinstance(error, network)

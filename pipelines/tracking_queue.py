@@ -1,0 +1,207 @@
+"""Training never waits for MLflow: a worker's metrics and pictures reach the tracking server
+from a background thread, in the order the loop made them.
+
+When the server does not answer (a restart, a network fault), the records wait in memory and
+the thread keeps trying, while training goes on; once the server answers, they arrive in
+order, with the timestamps of when they were made. A record the server refuses (a malformed
+value) is reported and skipped: sending it again would get the same answer.
+
+Metrics still waiting when a checkpoint is written travel inside it (`backlog`), so a worker
+that dies during an outage loses none of them: its replacement, or the driver once training
+has ended, sends them again. Sending twice is harmless: MLflow keeps one point per metric,
+step, timestamp and value.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.faults import is_transient
+
+FIRST_RETRY_S = 1.0
+LAST_RETRY_S = 30.0  # the longest pause between two tries while the server is down
+
+
+@dataclass(frozen=True)
+class MetricsRecord:
+    step: int
+    timestamp_ms: int
+    values: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "timestamp_ms": self.timestamp_ms, "values": dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> MetricsRecord:
+        return cls(int(record["step"]), int(record["timestamp_ms"]), {k: float(v) for k, v in record["values"].items()})
+
+    def describe(self) -> str:
+        return f"metrics of step {self.step}"
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    artifact_path: str  # e.g. samples/frames/step-000200.png
+    data: bytes
+
+    def describe(self) -> str:
+        return f"artifact {self.artifact_path}"
+
+
+Record = MetricsRecord | ArtifactRecord
+
+
+def metrics_record(step: int, values: dict[str, float]) -> MetricsRecord:
+    """The finite values among `values`, stamped now (MLflow refuses NaN in a batch)."""
+    finite = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
+    return MetricsRecord(step, int(time.time() * 1000), finite)
+
+
+def send(client: Any, run_id: str, record: Record) -> None:
+    """One record to MLflow, now (raises what the client raises)."""
+    import mlflow
+
+    if isinstance(record, MetricsRecord):
+        batch = [mlflow.entities.Metric(k, v, record.timestamp_ms, record.step) for k, v in record.values.items()]
+        for start in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+            client.log_batch(run_id, metrics=batch[start : start + 900])
+        return
+    folder_name, _, file_name = record.artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / file_name
+        path.write_bytes(record.data)
+        client.log_artifact(run_id, str(path), folder_name or None)
+
+
+class TrackingQueue:
+    """Records for one MLflow run, delivered in order by a daemon thread; `close` waits for them."""
+
+    def __init__(
+        self, client: Any, run_id: str, where: str, log: Callable[[str], None] = print, first_retry_s=FIRST_RETRY_S
+    ) -> None:
+        self.client, self.run_id, self.where, self.log = client, run_id, where, log
+        self.first_retry_s = first_retry_s
+        self._records: deque[Record] = deque()
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._failing = False  # the server did not answer the last try
+        self._thread = threading.Thread(target=self._deliver, name=f"mlflow-sender-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- the training loop's side
+
+    def log_metrics(self, step: int, values: dict[str, float]) -> None:
+        self._put(metrics_record(step, values))
+
+    def log_image(self, image: Any, artifact_path: str) -> None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        self._put(ArtifactRecord(artifact_path, buffer.getvalue()))
+
+    def resend(self, backlog: list[dict[str, Any]]) -> None:
+        """Queue again the metrics a checkpoint carried (`backlog`), before anything newer."""
+        for record in backlog:
+            self._put(MetricsRecord.from_dict(record))
+
+    def backlog(self) -> list[dict[str, Any]]:
+        """The metrics not yet delivered, as plain data a checkpoint can hold."""
+        with self._changed:
+            return [r.to_dict() for r in self._records if isinstance(r, MetricsRecord)]
+
+    def pending(self) -> int:
+        with self._changed:
+            return len(self._records)
+
+    def flush(self, wait_s: float) -> int:
+        """Wait up to `wait_s` for the records so far to arrive, but not while the server is known
+        to be down; returns how many are still waiting. For a report after which the process may
+        be ended (a Tune scheduler stopping the trial)."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while self._records and not self._failing and time.monotonic() < deadline:
+                self._changed.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return len(self._records)
+
+    def close(self, wait_s: float) -> int:
+        """Wait up to `wait_s` for every record to arrive, then stop; returns how many did not."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            if self._records:
+                count = len(self._records)
+                self.log(f"waiting up to {wait_s:.0f} s for {count} tracking record(s) to reach {self.where}")
+            while self._records and self._thread.is_alive() and time.monotonic() < deadline:
+                self._changed.wait(timeout=min(5.0, max(0.0, deadline - time.monotonic())))
+            left = len(self._records)
+            self._stopping = True
+            self._changed.notify_all()
+        if left:
+            self.log(f"{left} tracking record(s) did not reach {self.where} within {wait_s:.0f} s")
+        return left
+
+    def _put(self, record: Record) -> None:
+        with self._changed:
+            if self._stopping:
+                raise RuntimeError("the tracking queue is closed")
+            self._records.append(record)
+            self._changed.notify_all()
+
+    # ---------------------------------------------------------------- the sender thread
+
+    def _deliver(self) -> None:
+        pause, failing_since = self.first_retry_s, None
+        while True:
+            with self._changed:
+                while not self._records and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                record = self._records[0]
+            try:
+                send(self.client, self.run_id, record)
+            except Exception as error:  # noqa: BLE001 - sorted into worth waiting for or not
+                if is_transient(error):
+                    if failing_since is None:
+                        failing_since = time.monotonic()
+                        with self._changed:
+                            self._failing = True
+                            self._changed.notify_all()
+                        self.log(
+                            f"MLflow at {self.where} does not answer ({_first_line(error)}); training goes on "
+                            "and its metrics wait here until it does"
+                        )
+                    self._pause(pause)
+                    pause = min(2 * pause, LAST_RETRY_S)
+                    continue
+                self.log(f"MLflow refused the {record.describe()}, skipped: {_first_line(error)}")
+            if failing_since is not None:
+                self.log(
+                    f"MLflow at {self.where} answers again after {time.monotonic() - failing_since:.0f} s; "
+                    f"sending {self.pending()} held record(s)"
+                )
+                failing_since = None
+            pause = self.first_retry_s
+            with self._changed:
+                self._records.popleft()
+                self._failing = False
+                self._changed.notify_all()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between tries; new records do not cut it short, `close` does."""
+        until = time.monotonic() + seconds
+        with self._changed:
+            while not self._stopping and time.monotonic() < until:
+                self._changed.wait(timeout=until - time.monotonic())
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
