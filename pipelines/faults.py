@@ -14,7 +14,7 @@ from gan_core.data.validation import DataValidationError
 from pipelines.storage import StorageError
 
 PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError)
-# Words in the messages of MLflow and pyarrow when the server could not be reached.
+# Words in the messages of MLflow and pyarrow when the server could not be reached (or was busy).
 UNREACHABLE_HINTS = (
     "connection refused",
     "max retries exceeded",
@@ -23,6 +23,7 @@ UNREACHABLE_HINTS = (
     "couldn't connect",
     "network_connection",
     "timed out",
+    "database is locked",  # the embedded SQLite store, busy with another writer for a moment
 )
 
 

@@ -21,6 +21,7 @@ from pipelines.storage import StorageError
         requests.ConnectionError("boom"),
         botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
         MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/create failed: Max retries exceeded"),
+        MlflowException("(sqlite3.OperationalError) database is locked"),
     ],
 )
 def test_unreachable_services_are_transient(error):
