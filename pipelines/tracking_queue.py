@@ -61,9 +61,9 @@ Record = MetricsRecord | ArtifactRecord
 
 
 def metrics_record(step: int, values: dict[str, float]) -> MetricsRecord:
-    """The finite values among `values`, stamped now (MLflow refuses NaN in a batch)."""
-    finite = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
-    return MetricsRecord(step, int(time.time() * 1000), finite)
+    """`values` without NaNs (as `tracking.log_metrics` leaves them out), stamped now."""
+    numbers = {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
+    return MetricsRecord(step, int(time.time() * 1000), numbers)
 
 
 def send(client: Any, run_id: str, record: Record) -> None:
