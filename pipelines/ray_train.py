@@ -22,6 +22,7 @@ import torch
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from pipelines.settings import TRACKING_WAIT_S
 
 CHECKPOINT_FILE = "state.pt"
 FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
@@ -63,7 +64,7 @@ class RayReporter(Hook):
         tracking_uri: str | None,
         check_sync: bool,
         dataset: Dataset | None = None,
-        tracking_wait_s: float = 600.0,
+        tracking_wait_s: float = TRACKING_WAIT_S,
     ) -> None:
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset  # the 2-D mixtures draw their samples over the true modes
@@ -173,7 +174,7 @@ def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
             loop_config.get("tracking_uri"),
             loop_config.get("check_sync", True),
             dataset,
-            loop_config.get("tracking_wait_s", 600.0),
+            loop_config.get("tracking_wait_s", TRACKING_WAIT_S),
         )
     ]
     crash = loop_config.get("crash")

@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# How long the end of a training run waits, by default, for metrics held while MLflow did not answer.
+TRACKING_WAIT_S = 600.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,8 +23,7 @@ class Settings:
     experiment: str
     ray_address: str | None  # None: start a local cluster
     s3_endpoint: str | None  # S3-compatible endpoint (MinIO, moto), or None for AWS
-    # How long the end of a training run waits for metrics held while MLflow did not answer.
-    tracking_wait_s: float = 600.0
+    tracking_wait_s: float = TRACKING_WAIT_S  # GANPIPE_TRACKING_WAIT_S
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -34,7 +36,7 @@ class Settings:
             experiment=env.get("GANPIPE_EXPERIMENT", "ganpipe"),
             ray_address=env.get("RAY_ADDRESS") or None,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-            tracking_wait_s=_seconds("GANPIPE_TRACKING_WAIT_S", env.get("GANPIPE_TRACKING_WAIT_S"), 600.0),
+            tracking_wait_s=_seconds("GANPIPE_TRACKING_WAIT_S", env.get("GANPIPE_TRACKING_WAIT_S"), TRACKING_WAIT_S),
         )
 
     @property

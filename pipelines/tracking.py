@@ -51,22 +51,35 @@ def find_or_create_run(
     return run.info.run_id, False
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int) -> None:
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None
+) -> None:
+    """`metrics` at `step`, stamped `timestamp_ms` (default: now); NaNs are left out."""
     import time
 
-    now = int(time.time() * 1000)
-    batch = [mlflow.entities.Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    batch = [mlflow.entities.Metric(k, float(v), stamp, step) for k, v in metrics.items() if v == v]
     for start in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
         client.log_batch(run_id, metrics=batch[start : start + 900])
 
 
-def log_image(client: MlflowClient, run_id: str, image, artifact_path: str) -> None:
+def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def log_image(client: MlflowClient, run_id: str, image, artifact_path: str) -> None:
+    log_file_bytes(client, run_id, png_bytes(image), artifact_path)
+
+
+def log_file_bytes(client: MlflowClient, run_id: str, data: bytes, artifact_path: str) -> None:
+    """`data` as the artifact `artifact_path` (e.g. samples/final.png) of the run."""
+    folder_name, _, file_name = artifact_path.rpartition("/")
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(artifact_path).name
-        path.write_bytes(buffer.getvalue())
-        client.log_artifact(run_id, str(path), str(Path(artifact_path).parent) if "/" in artifact_path else None)
+        path = Path(folder) / file_name
+        path.write_bytes(data)
+        client.log_artifact(run_id, str(path), folder_name or None)
 
 
 def code_version() -> str:

@@ -14,17 +14,14 @@ step, timestamp and value.
 
 from __future__ import annotations
 
-import io
-import math
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from pipelines import tracking
 from pipelines.faults import is_transient
 
 FIRST_RETRY_S = 1.0
@@ -60,26 +57,12 @@ class ArtifactRecord:
 Record = MetricsRecord | ArtifactRecord
 
 
-def metrics_record(step: int, values: dict[str, float]) -> MetricsRecord:
-    """`values` without NaNs (as `tracking.log_metrics` leaves them out), stamped now."""
-    numbers = {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
-    return MetricsRecord(step, int(time.time() * 1000), numbers)
-
-
 def send(client: Any, run_id: str, record: Record) -> None:
     """One record to MLflow, now (raises what the client raises)."""
-    import mlflow
-
     if isinstance(record, MetricsRecord):
-        batch = [mlflow.entities.Metric(k, v, record.timestamp_ms, record.step) for k, v in record.values.items()]
-        for start in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
-            client.log_batch(run_id, metrics=batch[start : start + 900])
-        return
-    folder_name, _, file_name = record.artifact_path.rpartition("/")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / file_name
-        path.write_bytes(record.data)
-        client.log_artifact(run_id, str(path), folder_name or None)
+        tracking.log_metrics(client, run_id, record.values, record.step, record.timestamp_ms)
+    else:
+        tracking.log_file_bytes(client, run_id, record.data, record.artifact_path)
 
 
 class TrackingQueue:
@@ -93,19 +76,18 @@ class TrackingQueue:
         self._records: deque[Record] = deque()
         self._changed = threading.Condition()
         self._stopping = False
-        self._failing = False  # the server did not answer the last try
+        self._down_since: float | None = None  # when the server stopped answering; None while it answers
         self._thread = threading.Thread(target=self._deliver, name=f"mlflow-sender-{run_id[:8]}", daemon=True)
         self._thread.start()
 
     # ---------------------------------------------------------------- the training loop's side
 
     def log_metrics(self, step: int, values: dict[str, float]) -> None:
-        self._put(metrics_record(step, values))
+        """`values` at `step`, stamped now (the time they were made, not the time they arrive)."""
+        self._put(MetricsRecord(step, int(time.time() * 1000), {k: float(v) for k, v in values.items()}))
 
     def log_image(self, image: Any, artifact_path: str) -> None:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        self._put(ArtifactRecord(artifact_path, buffer.getvalue()))
+        self._put(ArtifactRecord(artifact_path, tracking.png_bytes(image)))
 
     def resend(self, backlog: list[dict[str, Any]]) -> None:
         """Queue again the metrics a checkpoint carried (`backlog`), before anything newer."""
@@ -127,7 +109,7 @@ class TrackingQueue:
         be ended (a Tune scheduler stopping the trial)."""
         deadline = time.monotonic() + wait_s
         with self._changed:
-            while self._records and not self._failing and time.monotonic() < deadline:
+            while self._records and self._down_since is None and time.monotonic() < deadline:
                 self._changed.wait(timeout=max(0.0, deadline - time.monotonic()))
             return len(self._records)
 
@@ -157,7 +139,7 @@ class TrackingQueue:
     # ---------------------------------------------------------------- the sender thread
 
     def _deliver(self) -> None:
-        pause, failing_since = self.first_retry_s, None
+        pause = self.first_retry_s
         while True:
             with self._changed:
                 while not self._records and not self._stopping:
@@ -169,30 +151,32 @@ class TrackingQueue:
                 send(self.client, self.run_id, record)
             except Exception as error:  # noqa: BLE001 - sorted into worth waiting for or not
                 if is_transient(error):
-                    if failing_since is None:
-                        failing_since = time.monotonic()
-                        with self._changed:
-                            self._failing = True
-                            self._changed.notify_all()
-                        self.log(
-                            f"MLflow at {self.where} does not answer ({_first_line(error)}); training goes on "
-                            "and its metrics wait here until it does"
-                        )
+                    self._note_down(error)
                     self._pause(pause)
                     pause = min(2 * pause, LAST_RETRY_S)
                     continue
                 self.log(f"MLflow refused the {record.describe()}, skipped: {_first_line(error)}")
-            if failing_since is not None:
-                self.log(
-                    f"MLflow at {self.where} answers again after {time.monotonic() - failing_since:.0f} s; "
-                    f"sending {self.pending()} held record(s)"
-                )
-                failing_since = None
             pause = self.first_retry_s
             with self._changed:
                 self._records.popleft()
-                self._failing = False
+                down_since, self._down_since = self._down_since, None
+                held = len(self._records)
                 self._changed.notify_all()
+            if down_since is not None:
+                gap = time.monotonic() - down_since
+                self.log(f"MLflow at {self.where} answers again after {gap:.0f} s; sending {held} held record(s)")
+
+    def _note_down(self, error: BaseException) -> None:
+        """The first failed try of an outage: say so once, and let `flush` stop waiting."""
+        with self._changed:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+            self._changed.notify_all()
+        self.log(
+            f"MLflow at {self.where} does not answer ({_first_line(error)}); training goes on "
+            "and its metrics wait here until it does"
+        )
 
     def _pause(self, seconds: float) -> None:
         """Sleep between tries; new records do not cut it short, `close` does."""

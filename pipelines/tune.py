@@ -37,7 +37,7 @@ from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, o
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
-from pipelines.settings import Settings
+from pipelines.settings import TRACKING_WAIT_S, Settings
 
 SPEC_FILE = "ganpipe-search.json"
 
@@ -200,7 +200,7 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     hook.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
     with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
         fit(config, dataset, [hook], resume_from=resume)
-    hook.close(spec.get("tracking_wait_s", 600.0))
+    hook.close(spec.get("tracking_wait_s", TRACKING_WAIT_S))
     if child:
         child[0].set_terminated(child[1])
 

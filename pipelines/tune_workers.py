@@ -24,6 +24,7 @@ from gan_core.data import Dataset
 from gan_core.training import Hook, TrainState
 from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
 from pipelines.search_space import apply_overrides
+from pipelines.settings import TRACKING_WAIT_S
 from pipelines.tune import Milestones, SearchOptions, StopTrial, mlflow_child, trial_evaluator
 
 DRIVER = {"cpu": 0.01}  # the trial only drives the trainer (Tune refuses 0)
@@ -58,7 +59,7 @@ class TrialReporter(RayReporter):
         world_size: int,
         judge: Milestones | None,
         checkpoint_every: int,
-        tracking_wait_s: float = 600.0,
+        tracking_wait_s: float = TRACKING_WAIT_S,
     ) -> None:
         super().__init__(rank, world_size, None, None, check_sync=False, tracking_wait_s=tracking_wait_s)
         self.judge, self.checkpoint_every = judge, checkpoint_every
@@ -102,7 +103,7 @@ def trial_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
         judge = Milestones(evaluator, config.eval.collapse_threshold, child, spec["stop_on_collapse"])
         judge.train_keys = (*Milestones.train_keys, "samples_per_s", "samples_per_s_worker", "workers")
         judge.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
-    wait_s = spec.get("tracking_wait_s", 600.0)
+    wait_s = spec.get("tracking_wait_s", TRACKING_WAIT_S)
     return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every, wait_s)]
 
 

@@ -10,8 +10,6 @@ from prefect.tasks import exponential_backoff
 
 from pipelines.faults import is_transient
 
-__all__ = ["TRANSIENT_RETRIES", "is_transient", "retry_if_transient"]
-
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect's retry_condition_fn: retry only transient faults."""

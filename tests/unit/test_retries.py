@@ -8,7 +8,7 @@ from mlflow.exceptions import MlflowException
 from gan_core.config import ConfigError
 from gan_core.data.idx import IdxFormatError
 from gan_core.data.validation import DataValidationError
-from pipelines.flows.retries import is_transient
+from pipelines.faults import is_transient
 from pipelines.storage import StorageError
 
 
