@@ -2,8 +2,9 @@
 
 A storage endpoint or tracking server that is down for a moment answers again later; a corrupt
 file, an invalid config or a failed promotion gate gives the same answer every time, so trying
-again only hides the error for longer. Prefect's task retries (`flows/retries.py`) and the
-background MLflow sender of training workers (`tracking_queue.py`) both ask `is_transient`.
+again only hides the error for longer. Prefect's task retries (`flows/retries.py`), the
+background MLflow sender of training workers (`tracking_queue.py`) and the storage filesystem
+(`storage_retry.py`) all ask `is_transient`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from gan_core.config import ConfigError
 from gan_core.data.idx import IdxFormatError
 from gan_core.data.validation import DataValidationError
-from pipelines.storage import StorageError
 
 PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError)
 # Words in the messages of MLflow and pyarrow when the server could not be reached (or was busy).
@@ -21,8 +21,11 @@ UNREACHABLE_HINTS = (
     "failed to establish a new connection",
     "temporarily unavailable",
     "couldn't connect",
-    "network_connection",
+    "network_connection",  # pyarrow's S3 client: AWS Error NETWORK_CONNECTION
+    "slow_down",  # ... and a busy S3 endpoint: SLOW_DOWN, SERVICE_UNAVAILABLE (HTTP 503)
+    "service_unavailable",
     "timed out",
+    "timeout was reached",
     "database is locked",  # the embedded SQLite store, busy with another writer for a moment
 )
 
@@ -41,8 +44,9 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _classify(error: BaseException) -> bool | None:
-    if isinstance(error, StorageError):
-        return error.transient
+    knows = getattr(error, "transient", None)  # StorageError and the like say which they are
+    if isinstance(knows, bool):
+        return knows
     if isinstance(error, PERMANENT):
         return False
     if isinstance(error, ConnectionError | TimeoutError):

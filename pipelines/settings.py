@@ -13,6 +13,8 @@ from pathlib import Path
 
 # How long the end of a training run waits, by default, for metrics held while MLflow did not answer.
 TRACKING_WAIT_S = 600.0
+# How long, by default, one storage call (a checkpoint upload, a read) waits for S3 to answer.
+STORAGE_WAIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Settings:
             experiment=env.get("GANPIPE_EXPERIMENT", "ganpipe"),
             ray_address=env.get("RAY_ADDRESS") or None,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-            tracking_wait_s=_seconds("GANPIPE_TRACKING_WAIT_S", env.get("GANPIPE_TRACKING_WAIT_S"), TRACKING_WAIT_S),
+            tracking_wait_s=seconds_setting(env, "GANPIPE_TRACKING_WAIT_S", TRACKING_WAIT_S),
         )
 
     @property
@@ -45,7 +47,14 @@ class Settings:
         return self.home / "mlartifacts"
 
 
-def _seconds(name: str, text: str | None, default: float) -> float:
+def storage_wait_s(environ: dict[str, str] | None = None) -> float:
+    """GANPIPE_STORAGE_WAIT_S: read where a storage filesystem is made, and sent with it to Ray's workers."""
+    env = os.environ if environ is None else environ
+    return seconds_setting(env, "GANPIPE_STORAGE_WAIT_S", STORAGE_WAIT_S)
+
+
+def seconds_setting(env, name: str, default: float) -> float:
+    text = env.get(name)
     if text is None:
         return default
     try:

@@ -15,6 +15,9 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from pipelines.settings import storage_wait_s
+from pipelines.storage_retry import retrying
+
 
 class StorageError(RuntimeError):
     """Storage is unusable; the message names the URI and the cause.
@@ -61,7 +64,8 @@ class Storage:
     def pyarrow(self) -> tuple[pafs.FileSystem, str]:
         if self.scheme == "file":
             return pafs.LocalFileSystem(), self.prefix
-        return s3_filesystem(), f"{self.bucket}/{self.prefix}".rstrip("/")
+        # Every call waits out an S3 outage (storage_retry.py); check() still fails fast.
+        return retrying(s3_filesystem(), storage_wait_s()), f"{self.bucket}/{self.prefix}".rstrip("/")
 
     # -- small objects (manifests, markers) -------------------------------------------------
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -108,7 +112,10 @@ def s3_endpoint() -> str | None:
 def s3_filesystem() -> pafs.S3FileSystem:
     endpoint = s3_endpoint()
     options: dict[str, object] = {
-        "region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        "region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
+        # Uploads run in the caller's thread: the retrying wrapper uploads from inside copy_files'
+        # thread pool, where background writes would queue behind the threads waiting for them.
+        "background_writes": False,
     }
     if endpoint:
         parsed = urlparse(endpoint)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -83,3 +85,77 @@ def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str | None, port: i
     }
     with service(command, f"{url}/health", folder / "mlflow.log", env, timeout=90):
         yield url
+
+
+class TcpProxy:
+    """A TCP forwarder on a local port that can be cut and restored. While cut, it resets every
+    connection, open or new, as a server that went away would (and counts the new ones in
+    `turned_away`); the server behind it keeps its state, which moto's S3 loses on a restart."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.turned_away = 0
+        self._cut = False
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            _reset(connection)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                if self._cut:
+                    self.turned_away += 1
+                    _reset(client)
+                    continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                _reset(client)
+                continue
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _reset(source)
+        _reset(target)
+
+
+def _reset(connection: socket.socket) -> None:
+    """Close with a TCP reset (linger 0), as a vanished server's host answers."""
+    with suppress(OSError):
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()

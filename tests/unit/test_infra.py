@@ -48,7 +48,7 @@ COMPOSE_RAY_CLIENTS = {"prefect-worker", "ganpipe"}
 # Settings the code reads where one of a group is enough (it falls back from one to the
 # other), and settings only some set-ups need (temporary AWS credentials, a tuning knob).
 ALTERNATIVE_SETTINGS = [{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}, {"AWS_DEFAULT_REGION", "AWS_REGION"}]
-OPTIONAL_SETTINGS = {"AWS_SESSION_TOKEN", "GANPIPE_TRACKING_WAIT_S"}
+OPTIONAL_SETTINGS = {"AWS_SESSION_TOKEN", "GANPIPE_STORAGE_WAIT_S", "GANPIPE_TRACKING_WAIT_S"}
 # KubeRay sets RAY_ADDRESS in every Ray container (head: 127.0.0.1:6379, workers: the head's Service).
 KUBERAY_PROVIDES = {"RAY_ADDRESS"}
 
@@ -263,19 +263,23 @@ def our_image(variant: str) -> str:
 
 
 def settings_read_by_code() -> set[str]:
-    """Environment variables that pipelines/settings.py and pipelines/storage.py read (env.get("NAME"), ...)."""
+    """Environment variables that pipelines/settings.py and pipelines/storage.py read
+    (env.get("NAME"), os.getenv("NAME"), seconds_setting(env, "NAME", default))."""
     names = set()
     for module in ("settings.py", "storage.py"):
         for node in ast.walk(ast.parse((ROOT / "pipelines" / module).read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-                and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.args[0].value)
-                and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("get", "getenv")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+                "get",
+                "getenv",
+                "seconds_setting",
             ):
-                names.add(node.args[0].value)
+                names.update(
+                    arg.value
+                    for arg in node.args[:2]
+                    if isinstance(arg, ast.Constant)
+                    and isinstance(arg.value, str)
+                    and re.fullmatch(r"[A-Z][A-Z0-9_]+", arg.value)
+                )
     return names
 
 
