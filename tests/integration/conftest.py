@@ -52,8 +52,9 @@ def ray_cluster(s3: str):
     ray.shutdown()
 
 
-def bucket_keys(prefix: str) -> list[str]:
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+def bucket_keys(prefix: str, endpoint_url: str | None = None) -> list[str]:
+    client = boto3.client("s3", endpoint_url=endpoint_url)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 

@@ -119,6 +119,8 @@ class TcpProxy:
 
     def close(self) -> None:
         self.cut()
+        with suppress(OSError):  # shutdown first: a bare close() leaves the blocked accept() listening
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
 
     def _accept(self) -> None:
