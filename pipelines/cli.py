@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
+from pipelines.tracking_server import TrackingUnavailable
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -220,7 +221,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from pipelines.settings import Settings
 
     settings = Settings.from_env()
-    client = tracking.client_for(settings)
+    client = tracking.client_for(settings, _log)
     decision = promote(client, settings, args.model, args.version, args.margin, args.dry_run, args.bootstrap, _log)
     if not args.dry_run and not decision.recorded:
         record_decision_run(client, tracking.experiment_id(client, settings), decision)
@@ -236,7 +237,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from pipelines.registry import rollback
     from pipelines.settings import Settings
 
-    client = tracking.client_for(Settings.from_env())
+    client = tracking.client_for(Settings.from_env(), _log)
     restored, demoted = rollback(client, args.model)
     _log(f"{args.model}: champion is version {restored} again (version {demoted} is now previous-champion)")
     return 0
@@ -277,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
+        print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except TrackingUnavailable as error:
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # NonFiniteLossError

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from pipelines.tracking_server import without_credentials
+
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
@@ -87,7 +89,7 @@ def _print_where(summary: dict[str, Any], settings) -> None:
         *(f"  {k:<12} {v}" for k, v in summary["outputs"].items()),
         "open the MLflow UI:  mlflow ui --backend-store-uri " + settings.tracking_uri
         if settings.tracking_uri.startswith("sqlite")
-        else f"open the MLflow UI:  {settings.tracking_uri}",
+        else f"open the MLflow UI:  {without_credentials(settings.tracking_uri)}",
         "open the Prefect UI: prefect server start   (then http://127.0.0.1:4200; shows this run's flow and report)",
     ]
     print("\n".join(lines), file=sys.stderr)

@@ -15,7 +15,10 @@ def evaluate_source(
     """Fixed seeds, N samples, bootstrap intervals; `source` is a model URI, checkpoint or run folder."""
     from gan_core.metrics import Evaluator
     from pipelines.datasets import load_for
+    from pipelines.tracking_server import wait_for_server
 
+    if is_model_uri(source):  # the model comes from MLflow, and the evaluation goes back to it
+        wait_for_server(settings.tracking_uri, settings.tracking_wait_s, log)
     generator, config, label = load_generator(source, settings)
     evaluator = Evaluator(load_for(config), config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
     report = evaluator.evaluate(generator, n_samples, bootstrap=bootstrap)

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# How long the end of a training run waits, by default, for metrics held while MLflow did not answer.
+# How long, by default, a command waits for the MLflow server to answer before it starts (and after
+# training), and the end of a training run for the metrics held while MLflow did not answer.
 TRACKING_WAIT_S = 600.0
 # How long, by default, one storage call (a checkpoint upload, a read) waits for S3 to answer.
 STORAGE_WAIT_S = 600.0

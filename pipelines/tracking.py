@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ from mlflow.tracking import MlflowClient
 
 from gan_core import __version__ as gan_core_version
 from pipelines.settings import Settings
+from pipelines.tracking_server import wait_for_server
 
 RUN_NAME_TAG = "ganpipe.run_name"
 
 
-def client_for(settings: Settings) -> MlflowClient:
+def client_for(settings: Settings, log: Callable[[str], None] = print) -> MlflowClient:
+    """A client of the settings' tracking server, once that server answers (tracking_server.py)."""
+    wait_for_server(settings.tracking_uri, settings.tracking_wait_s, log)
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 

@@ -19,6 +19,7 @@ from pipelines.ray_train import FRAMES, TRACKING_BACKLOG, Scaling, load_result_c
 from pipelines.serving import log_generator_model
 from pipelines.settings import Settings
 from pipelines.storage import Storage
+from pipelines.tracking_server import without_credentials
 
 
 @dataclass
@@ -53,7 +54,7 @@ def train_distributed(
     checkpoints = storage.child("checkpoints")
 
     dataset = load_for(config)
-    client = tracking.client_for(settings)
+    client = tracking.client_for(settings, log)
     tags = {
         "dataset.name": dataset.name,
         "dataset.version": dataset_version(dataset),
@@ -61,7 +62,7 @@ def train_distributed(
         "code.version": tracking.code_version(),
     }
     run_id, resumed = tracking.find_or_create_run(client, settings, run_name, config.flat(), tags)
-    log(f"MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {settings.tracking_uri}")
+    log(f"MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {without_credentials(settings.tracking_uri)}")
 
     ensure_ray(settings.ray_address, log)
     log(f"training {run_name} on {scaling.workers} Ray worker(s); checkpoints in {checkpoints.uri}/{run_name}")
@@ -80,6 +81,7 @@ def train_distributed(
         client.set_terminated(run_id, status="FAILED")
         raise
     checkpoint = load_result_checkpoint(result)
+    client = tracking.client_for(settings, log)  # the server may have gone away while training ran
     resend_backlog(client, run_id, checkpoint, log)
 
     generator = generator_from_checkpoint(checkpoint)

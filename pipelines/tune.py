@@ -272,7 +272,7 @@ def run_search(
     )
     dimensions = load_space(options.space, base)
 
-    client = tracking.client_for(settings)
+    client = tracking.client_for(settings, log)
     experiment_id = tracking.experiment_id(client, settings)
     tags = {
         "ganpipe.kind": "search",

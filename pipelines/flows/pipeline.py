@@ -24,6 +24,7 @@ from pipelines.flows.stages import Stages
 from pipelines.search_space import apply_overrides
 from pipelines.settings import Settings
 from pipelines.storage import Storage
+from pipelines.tracking_server import without_credentials
 
 BEST_CONFIG = "best.yaml"  # pipelines/NAME/best.yaml: the latest search's winner, read by runs that skip the search
 
@@ -150,7 +151,7 @@ def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]
     outputs["model"] = f"models:/{summary['model_name']}/{summary['version']}"
     if summary["decision"]["promoted"] or summary["decision"]["reason"] == "already the champion":
         outputs["champion"] = f"models:/{summary['model_name']}@champion"
-    outputs["mlflow run"] = f"{settings.tracking_uri} run {summary['run_id']}"
+    outputs["mlflow run"] = f"{without_credentials(settings.tracking_uri)} run {summary['run_id']}"
     return outputs
 
 

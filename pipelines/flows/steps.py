@@ -67,7 +67,7 @@ def register(model_name: str, trained: dict[str, Any], report: dict[str, Any]) -
     from pipelines import tracking
     from pipelines.train import register_generator
 
-    client = tracking.client_for(Settings.from_env())
+    client = tracking.client_for(Settings.from_env(), _log)
     run_id, run_name = trained["run_id"], trained["run_name"]
     return register_generator(client, model_name, trained["model_uri"], run_id, run_name, trained["tags"], report, _log)
 
@@ -79,7 +79,7 @@ def promote(model_name: str, version: str, margin: float, bootstrap: int) -> dic
     from pipelines.registry import record_decision_run
 
     settings = Settings.from_env()
-    client = tracking.client_for(settings)
+    client = tracking.client_for(settings, _log)
     decision = decide(client, settings, model_name, version, margin, resamples=bootstrap, log=_log)
     if not decision.recorded:
         record_decision_run(client, tracking.experiment_id(client, settings), decision)

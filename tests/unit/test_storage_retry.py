@@ -201,3 +201,22 @@ def test_the_wait_is_a_setting_in_seconds():
     assert storage_wait_s({"GANPIPE_STORAGE_WAIT_S": "90"}) == 90.0
     with pytest.raises(ValueError, match=r"GANPIPE_STORAGE_WAIT_S='soon' is not allowed: a number of seconds >= 0"):
         storage_wait_s({"GANPIPE_STORAGE_WAIT_S": "soon"})
+
+
+def test_an_endpoint_that_accepts_but_never_answers_counts_as_down(monkeypatch):
+    """A network that drops replies: the S3 client's request timeout (3 s without a byte) ends each
+    try, so the call is retried and gives up after its wait instead of hanging."""
+    import socket
+
+    from pipelines.storage import Storage
+
+    with socket.socket() as silent:  # the OS accepts connections for it; nothing ever replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("GANPIPE_STORAGE_WAIT_S", "0")
+        fs, root = Storage.from_uri("s3://silent-bucket/runs").pyarrow()
+        with pytest.raises(StorageUnavailable, match="Timeout was reached.*GANPIPE_STORAGE_WAIT_S=0"):
+            fs.get_file_info(f"{root}/checkpoint/state.pt")
