@@ -22,9 +22,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _http_server(port: int, status: int = 200) -> Iterator[list[str]]:
-    """A server that answers every GET with `status`; yields the paths it was asked for."""
-    asked: list[str] = []
+def _http_server(port: int, status: int = 200, asked: list[str] | None = None) -> Iterator[list[str]]:
+    """A server that answers every GET with `status`; yields (and fills) the paths it was asked for."""
+    asked = [] if asked is None else asked
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -82,11 +82,9 @@ def _serve_after(port: int, delay_s: float) -> Iterator[list[str]]:
     stop = threading.Event()
 
     def run() -> None:
-        time.sleep(delay_s)
-        with _http_server(port) as seen:
-            while not stop.wait(0.05):
-                asked[:] = seen
-            asked[:] = seen
+        if not stop.wait(delay_s):
+            with _http_server(port, asked=asked):
+                stop.wait()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
