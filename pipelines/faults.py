@@ -71,3 +71,9 @@ def _is_network_error_of_a_client_library(error: BaseException) -> bool:
         botocore.exceptions.ReadTimeoutError,
     )
     return isinstance(error, network)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, short enough for a log line."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:300]

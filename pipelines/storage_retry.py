@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pipelines.faults import is_transient
+from pipelines.faults import first_line, is_transient
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0  # the longest pause between two tries while storage does not answer
@@ -70,14 +70,14 @@ class RetryingHandler(pafs.FileSystemHandler):
                 waited = time.monotonic() - started
                 if waited + pause > self.wait_s:
                     raise StorageUnavailable(
-                        f"{what}: storage did not answer for {waited:.0f} s ({_first_line(error)}); "
+                        f"{what}: storage did not answer for {waited:.0f} s ({first_line(error)}); "
                         f"gave up (GANPIPE_STORAGE_WAIT_S={self.wait_s:g})"
                     ) from error
                 if failures == 0:
                     log.warning(
                         "%s: storage does not answer (%s); trying again for up to %g s",
                         what,
-                        _first_line(error),
+                        first_line(error),
                         self.wait_s,
                     )
                 failures += 1
@@ -186,8 +186,3 @@ class _UploadOnClose:
             self.handler.upload(self.path, self.metadata, self.spool)
         finally:
             self.spool.close()
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]

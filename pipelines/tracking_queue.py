@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines import tracking
-from pipelines.faults import is_transient
+from pipelines.faults import first_line, is_transient
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0  # the longest pause between two tries while the server is down
@@ -155,7 +155,7 @@ class TrackingQueue:
                     self._pause(pause)
                     pause = min(2 * pause, LAST_RETRY_S)
                     continue
-                self.log(f"MLflow refused the {record.describe()}, skipped: {_first_line(error)}")
+                self.log(f"MLflow refused the {record.describe()}, skipped: {first_line(error)}")
             pause = self.first_retry_s
             with self._changed:
                 self._records.popleft()
@@ -174,7 +174,7 @@ class TrackingQueue:
             self._down_since = time.monotonic()
             self._changed.notify_all()
         self.log(
-            f"MLflow at {self.where} does not answer ({_first_line(error)}); training goes on "
+            f"MLflow at {self.where} does not answer ({first_line(error)}); training goes on "
             "and its metrics wait here until it does"
         )
 
@@ -184,8 +184,3 @@ class TrackingQueue:
         with self._changed:
             while not self._stopping and time.monotonic() < until:
                 self._changed.wait(timeout=until - time.monotonic())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
