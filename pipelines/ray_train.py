@@ -2,16 +2,19 @@
 
 The driver checks storage, opens (or finds) the MLflow run, and starts a TorchTrainer whose
 workers each train on their slice of every global batch. Rank 0 writes checkpoints through
-Ray's storage (local or S3) and logs metrics to MLflow by run id. Running again with the same
-run name resumes from the newest checkpoint; a worker that dies is replaced and training
-resumes from the last checkpoint (FailureConfig).
+Ray's storage (local or S3), uploaded in the background while training goes on, and logs
+metrics to MLflow by run id. Running again with the same run name resumes from the newest
+checkpoint; a worker that dies is replaced and training resumes from the last checkpoint
+(FailureConfig).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,9 @@ CHECKPOINT_FILE = "state.pt"
 FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
 # A checkpoint's `extra` entry for the metrics that had not reached MLflow when it was written.
 TRACKING_BACKLOG = "tracking_backlog"
+UPLOAD_WAIT_WORTH_LOGGING_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class RayReporter(Hook):
         self.tracking_wait_s = tracking_wait_s  # how long the end of training waits for MLflow
         self._tracking = None
         self._last_metrics: dict[str, float] = {}
+        self._upload_in_flight = False  # rank 0: a checkpoint Ray may still be uploading
 
     @property
     def tracking(self):
@@ -120,15 +127,37 @@ class RayReporter(Hook):
             self._tracking.close(self.tracking_wait_s)
 
     def report(self, metrics: dict[str, Any], checkpoint: dict[str, Any]) -> None:
-        """Every rank reports; rank 0 attaches the checkpoint."""
+        """Every rank reports; rank 0 attaches the checkpoint, which Ray uploads in the background
+        while training goes on (and deletes locally once uploaded). At most one upload is in
+        flight: a checkpoint first waits for the one before it to be committed, so slow or absent
+        storage pauses training one checkpoint later instead of at once, and copies waiting for
+        storage never pile up on the worker's disk."""
         import ray.train
 
         if self.rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
-        with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        self._wait_for_previous_upload(metrics.get("step"))
+        folder = tempfile.mkdtemp(prefix="ganpipe-checkpoint-")
+        save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(folder),
+            checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
+        )
+        self._upload_in_flight = True
+
+    def _wait_for_previous_upload(self, step: int | None) -> None:
+        if not self._upload_in_flight:
+            return
+        import ray.train
+
+        started = time.monotonic()
+        # Returns once the controller has registered every report so far, i.e. after the upload.
+        ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+        waited = time.monotonic() - started
+        if waited >= UPLOAD_WAIT_WORTH_LOGGING_S:
+            log.warning("the checkpoint at step %s waited %.0f s for the previous one to reach storage", step, waited)
 
 
 def weight_spread(state: TrainState) -> float:

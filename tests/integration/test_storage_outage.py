@@ -1,4 +1,4 @@
-"""S3 that goes away during training: checkpoint uploads and Ray's own state writes wait for it."""
+"""S3 that goes away during training: training goes on, checkpoint uploads and Ray's own state writes wait for it."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from tests.integration.services import TcpProxy
 pytestmark = pytest.mark.integration
 
 
-def test_training_waits_out_an_s3_outage_and_loses_no_checkpoint(
+def test_training_goes_on_through_an_s3_outage_and_loses_no_checkpoint(
     tmp_path: Path, s3: str, mlflow_url, ray_cluster, monkeypatch
 ):
     """`ganpipe train` on Ray with its checkpoints in S3, reached through a proxy that cuts every
-    connection for 12 s after the first checkpoint. No worker may fail (max_failures=0): the
-    uploads and the controller's run-state writes wait for S3 and the run ends with its checkpoints."""
+    connection once training is past its first checkpoint. Training must go on past the next
+    checkpoint while S3 is cut (its upload waits in the background), and no worker may fail
+    (max_failures=0): the uploads and the controller's run-state writes wait for S3, and the run
+    ends with its checkpoints."""
     from gan_core.config import load_config, preset_path
     from pipelines.ray_train import Scaling
     from pipelines.settings import Settings
@@ -28,22 +30,25 @@ def test_training_waits_out_an_s3_outage_and_loses_no_checkpoint(
 
     proxy = TcpProxy(int(s3.rsplit(":", 1)[1]))
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the driver's storage: Ray sends it to the workers
-    prefix = f"runs-{tmp_path.name}"
-    settings = Settings(tmp_path, f"s3://{BUCKET}/{prefix}", mlflow_url, "storage-outage", None, proxy.url)
-    overrides = ["data.n_train=5000", "train.steps=2000", "train.log_every=100", "train.checkpoint_every=250"]
+    settings = Settings(tmp_path, f"s3://{BUCKET}/runs-{tmp_path.name}", mlflow_url, "storage-outage", None, proxy.url)
+    every = 250
+    overrides = ["data.n_train=5000", "train.steps=2000", "train.log_every=100", f"train.checkpoint_every={every}"]
     config = load_config(preset_path("ring"), overrides)
-    outage: dict[str, float] = {}
+    steps = LoggedSteps(mlflow_url, "storage-outage", "s3-outage")
+    outage: dict[str, int] = {}
 
-    def cut_after_the_first_checkpoint() -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not _checkpoint_files(s3, prefix):
-            time.sleep(0.2)
+    def cut_then_restore() -> None:
+        """Cut S3 once the first checkpoint is well behind (its upload done), and restore it once
+        training has logged a step past the next checkpoint, or after 60 s if it never does."""
+        steps.wait_for(every + 150, timeout_s=180)
         proxy.cut()
-        time.sleep(12)
+        outage["cut_at"] = steps.highest()
+        outage["next_checkpoint"] = (outage["cut_at"] // every + 1) * every
+        steps.wait_for(outage["next_checkpoint"] + 1, timeout_s=60)
+        outage["trained_to"] = steps.highest()
         proxy.restore()
-        outage["up"] = time.monotonic()
 
-    watcher = threading.Thread(target=cut_after_the_first_checkpoint, daemon=True)
+    watcher = threading.Thread(target=cut_then_restore, daemon=True)
     watcher.start()
     try:
         result = train_distributed(config, "s3-outage", Scaling(workers=1, max_failures=0), settings, log=print)
@@ -51,11 +56,37 @@ def test_training_waits_out_an_s3_outage_and_loses_no_checkpoint(
         watcher.join(timeout=60)
         proxy.close()
 
-    assert outage.get("up"), "the outage never happened"
+    assert "trained_to" in outage, f"the outage never happened: {outage}"
     assert proxy.turned_away > 0, "no storage call met the outage"
+    assert outage["trained_to"] > outage["next_checkpoint"], f"training stopped at the checkpoint: {outage}"
     assert result.steps == 2000
-    kept = _checkpoint_files(s3, prefix)
+    kept = _checkpoint_files(s3, f"runs-{tmp_path.name}")
     assert len(kept) == config.train.keep_checkpoints
+
+
+class LoggedSteps:
+    """The highest step whose metrics reached the MLflow run `run_name` (read from the server)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, run_name: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client, self.experiment, self.run_name = MlflowClient(tracking_uri), experiment, run_name
+
+    def highest(self) -> int:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            return -1
+        runs = self.client.search_runs(
+            [found.experiment_id], filter_string=f"attributes.run_name = '{self.run_name}'", max_results=1
+        )
+        if not runs:
+            return -1
+        return max((point.step for point in self.client.get_metric_history(runs[0].info.run_id, "d_loss")), default=-1)
+
+    def wait_for(self, step: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.highest() < step:
+            time.sleep(0.2)
 
 
 def _checkpoint_files(endpoint_url: str, prefix: str) -> list[str]:
