@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
-from pipelines.tracking_server import TrackingUnavailable
+from pipelines.waiting import ServiceUnavailable
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except TrackingUnavailable as error:
+    except ServiceUnavailable as error:  # MLflow or the Ray cluster did not answer
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # NonFiniteLossError

@@ -16,6 +16,8 @@ from pathlib import Path
 TRACKING_WAIT_S = 600.0
 # How long, by default, one storage call (a checkpoint upload, a read) waits for S3 to answer.
 STORAGE_WAIT_S = 600.0
+# How long, by default, a command waits for the Ray cluster at RAY_ADDRESS to answer before it starts.
+RAY_WAIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Settings:
     ray_address: str | None  # None: start a local cluster
     s3_endpoint: str | None  # S3-compatible endpoint (MinIO, moto), or None for AWS
     tracking_wait_s: float = TRACKING_WAIT_S  # GANPIPE_TRACKING_WAIT_S
+    ray_wait_s: float = RAY_WAIT_S  # GANPIPE_RAY_WAIT_S
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -40,6 +43,7 @@ class Settings:
             ray_address=env.get("RAY_ADDRESS") or None,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             tracking_wait_s=seconds_setting(env, "GANPIPE_TRACKING_WAIT_S", TRACKING_WAIT_S),
+            ray_wait_s=seconds_setting(env, "GANPIPE_RAY_WAIT_S", RAY_WAIT_S),
         )
 
     @property

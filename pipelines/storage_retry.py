@@ -25,9 +25,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipelines.faults import first_line, is_transient
+from pipelines.waiting import FIRST_RETRY_S, next_pause
 
-FIRST_RETRY_S = 1.0
-LAST_RETRY_S = 30.0  # the longest pause between two tries while storage does not answer
 SPOOL_IN_MEMORY_BYTES = 64 * 2**20  # larger uploads wait on local disk
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ class RetryingHandler(pafs.FileSystemHandler):
                     )
                 failures += 1
                 time.sleep(pause)
-                pause = min(pause * 2, LAST_RETRY_S)
+                pause = next_pause(pause)
                 continue
             if failures:
                 log.warning("%s: storage answers again after %.0f s", what, time.monotonic() - started)

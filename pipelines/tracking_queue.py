@@ -23,9 +23,7 @@ from typing import Any
 
 from pipelines import tracking
 from pipelines.faults import first_line, is_transient
-
-FIRST_RETRY_S = 1.0
-LAST_RETRY_S = 30.0  # the longest pause between two tries while the server is down
+from pipelines.waiting import FIRST_RETRY_S, next_pause
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ class TrackingQueue:
                 if is_transient(error):
                     self._note_down(error)
                     self._pause(pause)
-                    pause = min(2 * pause, LAST_RETRY_S)
+                    pause = next_pause(pause)
                     continue
                 self.log(f"MLflow refused the {record.describe()}, skipped: {first_line(error)}")
             pause = self.first_retry_s

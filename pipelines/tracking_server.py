@@ -10,20 +10,16 @@ the server answers again, and otherwise ends with one line naming the URI and th
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
-PROBE_TIMEOUT_S = 5.0  # one probe: a server that has not answered by then counts as down
-FIRST_RETRY_S = 1.0
-LAST_RETRY_S = 30.0  # the longest pause between two probes
+from pipelines.waiting import FIRST_RETRY_S, PROBE_TIMEOUT_S, ServiceUnavailable, wait_until_answers
+
 # What a proxy or load balancer answers for a server behind it that is down or restarting.
 PROXY_SAYS_DOWN = (502, 503, 504)
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(ServiceUnavailable):
     """The tracking server did not answer for as long as the caller was willing to wait."""
-
-    transient = True  # Prefect's task retries may still try the whole step again
 
 
 def wait_for_server(
@@ -39,29 +35,16 @@ def wait_for_server(
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    started, pause, told = time.monotonic(), first_retry_s, False
-    shown = without_credentials(tracking_uri)
-    while True:
-        problem = probe(tracking_uri, probe_timeout_s)
-        waited = time.monotonic() - started
-        if problem is None:
-            if told:
-                log(f"MLflow at {shown} answers after {waited:.0f} s")
-            return
-        left = wait_s - waited
-        if left <= 0:
-            raise TrackingUnavailable(
-                f"the MLflow tracking server {shown} does not answer ({problem}); waited {waited:.0f} s "
-                f"(GANPIPE_TRACKING_WAIT_S={wait_s:g}). Start it, or set MLFLOW_TRACKING_URI to one that runs."
-            )
-        if not told:
-            log(
-                f"the MLflow tracking server {shown} does not answer ({problem}); "
-                f"waiting up to {wait_s:g} s for it (GANPIPE_TRACKING_WAIT_S)"
-            )
-            told = True
-        time.sleep(min(pause, left))  # the last probe comes when the wait is up
-        pause = min(2 * pause, LAST_RETRY_S)
+    wait_until_answers(
+        f"the MLflow tracking server {without_credentials(tracking_uri)}",
+        lambda: probe(tracking_uri, probe_timeout_s),
+        wait_s,
+        "GANPIPE_TRACKING_WAIT_S",
+        log,
+        TrackingUnavailable,
+        "Start it, or set MLFLOW_TRACKING_URI to one that runs.",
+        first_retry_s,
+    )
 
 
 def probe(tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:

@@ -54,7 +54,8 @@ def train_distributed(
     checkpoints = storage.child("checkpoints")
 
     dataset = load_for(config)
-    client = tracking.client_for(settings, log)
+    client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
+    ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
     tags = {
         "dataset.name": dataset.name,
         "dataset.version": dataset_version(dataset),
@@ -64,7 +65,6 @@ def train_distributed(
     run_id, resumed = tracking.find_or_create_run(client, settings, run_name, config.flat(), tags)
     log(f"MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {without_credentials(settings.tracking_uri)}")
 
-    ensure_ray(settings.ray_address, log)
     log(f"training {run_name} on {scaling.workers} Ray worker(s); checkpoints in {checkpoints.uri}/{run_name}")
     try:
         result = run_trainer(

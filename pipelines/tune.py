@@ -272,7 +272,8 @@ def run_search(
     )
     dimensions = load_space(options.space, base)
 
-    client = tracking.client_for(settings, log)
+    client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
+    ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
     experiment_id = tracking.experiment_id(client, settings)
     tags = {
         "ganpipe.kind": "search",
@@ -295,7 +296,6 @@ def run_search(
     }
     spec_path.write_text(json.dumps({"base": base.to_dict(), "options": asdict(options)}, indent=2))
 
-    ensure_ray(settings.ray_address, log)
     if options.workers_per_trial > 1:  # the trial drives a TorchTrainer
         from pipelines.tune_workers import run_trial_on_workers, trial_resources
 

@@ -48,7 +48,7 @@ COMPOSE_RAY_CLIENTS = {"prefect-worker", "ganpipe"}
 # Settings the code reads where one of a group is enough (it falls back from one to the
 # other), and settings only some set-ups need (temporary AWS credentials, a tuning knob).
 ALTERNATIVE_SETTINGS = [{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}, {"AWS_DEFAULT_REGION", "AWS_REGION"}]
-OPTIONAL_SETTINGS = {"AWS_SESSION_TOKEN", "GANPIPE_STORAGE_WAIT_S", "GANPIPE_TRACKING_WAIT_S"}
+OPTIONAL_SETTINGS = {"AWS_SESSION_TOKEN", "GANPIPE_STORAGE_WAIT_S", "GANPIPE_TRACKING_WAIT_S", "GANPIPE_RAY_WAIT_S"}
 # KubeRay sets RAY_ADDRESS in every Ray container (head: 127.0.0.1:6379, workers: the head's Service).
 KUBERAY_PROVIDES = {"RAY_ADDRESS"}
 

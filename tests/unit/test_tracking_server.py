@@ -72,7 +72,7 @@ def test_a_server_that_starts_late_is_waited_for_and_the_wait_is_reported():
     assert asked and asked[-1] == "/health"
     assert len(lines) == 2, lines
     assert "does not answer (connection refused); waiting up to 60 s" in lines[0]
-    assert lines[1].startswith(f"MLflow at {url} answers after")
+    assert lines[1].startswith(f"the MLflow tracking server {url} answers after")
 
 
 @contextmanager
