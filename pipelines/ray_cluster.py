@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipelines.faults import first_line
 from pipelines.settings import RAY_WAIT_S
 from pipelines.waiting import FIRST_RETRY_S, ServiceUnavailable, tcp_probe, wait_until_answers
 
@@ -30,7 +31,14 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
     if address:
         wait_for_cluster(address, wait_s, log)
         log(f"connecting to the Ray cluster at {address}")
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as error:  # something answers at the port, but Ray could not join it
+            raise RayUnavailable(
+                f"the Ray cluster at {address} accepts connections, but Ray could not join it "
+                f"({first_line(error)}). Check that RAY_ADDRESS names the head's GCS port (host:{GCS_PORT}) or "
+                f"Ray Client's (ray://host:{CLIENT_PORT}), and that this command has the cluster's RAY_AUTH_TOKEN."
+            ) from error
     else:
         log("starting a local Ray cluster")
         # Keep the dashboard (ray[default]): Train V2's controller is monitored through its state API.

@@ -112,3 +112,26 @@ def test_the_wait_for_the_cluster_is_a_setting_in_seconds():
     assert Settings.from_env({"GANPIPE_RAY_WAIT_S": "45"}).ray_wait_s == 45.0
     with pytest.raises(ValueError, match="GANPIPE_RAY_WAIT_S='later' is not allowed"):
         Settings.from_env({"GANPIPE_RAY_WAIT_S": "later"})
+
+
+def test_a_port_that_answers_but_that_ray_cannot_join_ends_in_one_line(monkeypatch, tmp_path, capsys):
+    """Something listens at RAY_ADDRESS (a wrong port, a head refusing this command's token), and
+    ray.init gives up with a bare ConnectionError: the command says what to check instead."""
+    import ray
+
+    def refused(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
+        for name in ("GANPIPE_STORAGE", "MLFLOW_TRACKING_URI"):
+            monkeypatch.delenv(name, raising=False)
+        assert main(["train", "--preset", "ring", "--workers", "1", "--set", "train.steps=5"]) == 2
+    err = capsys.readouterr().err
+    assert f"ganpipe train: error: the Ray cluster at {address} accepts connections, but Ray could not join it" in err
+    assert "RAY_AUTH_TOKEN" in err and "Traceback" not in err
+    assert _mlflow_runs(tmp_path) == []
