@@ -71,17 +71,23 @@ class LoggedSteps:
         from mlflow.tracking import MlflowClient
 
         self.client, self.experiment, self.run_name = MlflowClient(tracking_uri), experiment, run_name
+        self._run_id: str | None = None  # looked up once the driver has opened the run
 
     def highest(self) -> int:
+        if self._run_id is None:
+            self._run_id = self._find_run()
+            if self._run_id is None:
+                return -1
+        return max((point.step for point in self.client.get_metric_history(self._run_id, "d_loss")), default=-1)
+
+    def _find_run(self) -> str | None:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
-            return -1
+            return None
         runs = self.client.search_runs(
             [found.experiment_id], filter_string=f"attributes.run_name = '{self.run_name}'", max_results=1
         )
-        if not runs:
-            return -1
-        return max((point.step for point in self.client.get_metric_history(runs[0].info.run_id, "d_loss")), default=-1)
+        return runs[0].info.run_id if runs else None
 
     def wait_for(self, step: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -11,12 +11,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.ray_cluster import RayUnavailable, host_and_port, wait_for_cluster
 from pipelines.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.integration.services import free_port
 
 
 @pytest.mark.parametrize(
@@ -42,7 +37,7 @@ def test_a_ray_address_with_a_port_that_is_not_a_number_is_refused():
 
 
 def test_a_closed_port_fails_at_once_when_nothing_may_be_waited_for():
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(RayUnavailable) as raised:
         wait_for_cluster(address, 0, print)
@@ -54,7 +49,7 @@ def test_a_closed_port_fails_at_once_when_nothing_may_be_waited_for():
 
 
 def test_a_cluster_that_starts_late_is_waited_for_and_the_wait_is_reported():
-    port, lines = _free_port(), []
+    port, lines = free_port(), []
     ready = threading.Event()
 
     def head_starting_late() -> None:
@@ -84,7 +79,7 @@ def test_a_cluster_that_starts_late_is_waited_for_and_the_wait_is_reported():
 def test_commands_stop_with_one_line_and_open_no_mlflow_run_when_the_cluster_is_down(
     command, monkeypatch, tmp_path, capsys
 ):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("RAY_ADDRESS", address)
     monkeypatch.setenv("GANPIPE_RAY_WAIT_S", "0")
     monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))

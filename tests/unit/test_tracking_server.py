@@ -13,12 +13,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.tracking_server import TrackingUnavailable, probe, wait_for_server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.integration.services import free_port
 
 
 @contextmanager
@@ -54,7 +49,7 @@ def test_local_stores_have_nobody_to_wait_for():
 
 
 def test_a_closed_port_fails_at_once_naming_the_server_the_cause_and_the_setting():
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(TrackingUnavailable) as raised:
         wait_for_server(url, 0, print)
@@ -65,7 +60,7 @@ def test_a_closed_port_fails_at_once_naming_the_server_the_cause_and_the_setting
 
 
 def test_a_server_that_starts_late_is_waited_for_and_the_wait_is_reported():
-    port, lines = _free_port(), []
+    port, lines = free_port(), []
     url = f"http://127.0.0.1:{port}/"
     with _serve_after(port, 1.5) as asked:
         wait_for_server(url, 60, lines.append, first_retry_s=0.2)
@@ -107,7 +102,7 @@ def test_a_server_that_never_answers_is_down_after_the_probe_timeout():
 
 @pytest.mark.parametrize(("status", "down"), [(503, True), (502, True), (401, False), (404, False), (200, False)])
 def test_a_proxy_saying_the_server_is_down_counts_as_down_anything_else_as_up(status: int, down: bool):
-    port = _free_port()
+    port = free_port()
     with _http_server(port, status):
         problem = probe(f"http://127.0.0.1:{port}")
     assert (problem == f"HTTP {status} from the proxy in front of it") if down else problem is None
@@ -123,7 +118,7 @@ def test_a_proxy_saying_the_server_is_down_counts_as_down_anything_else_as_up(st
     ],
 )
 def test_commands_stop_with_one_line_when_the_server_is_down(command, monkeypatch, tmp_path, capsys):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("GANPIPE_TRACKING_WAIT_S", "0")
     monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
@@ -135,7 +130,7 @@ def test_commands_stop_with_one_line_when_the_server_is_down(command, monkeypatc
 
 
 def test_credentials_in_the_uri_never_reach_the_log():
-    port = _free_port()
+    port = free_port()
     with pytest.raises(TrackingUnavailable) as raised:
         wait_for_server(f"http://alice:s3cret@127.0.0.1:{port}", 0, print)
     assert "s3cret" not in str(raised.value) and f"http://***@127.0.0.1:{port}" in str(raised.value)
