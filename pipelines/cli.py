@@ -157,15 +157,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
         return 0
     from pipelines.ray_train import Scaling
-    from pipelines.storage import StorageError
     from pipelines.train import train_distributed
 
     scaling = Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker, args.sync_batchnorm, args.max_failures)
-    try:
-        result = train_distributed(config, name, scaling, log=_log, register_as=args.register)
-    except StorageError as error:
-        print(f"ganpipe train: storage error: {error}", file=sys.stderr)
-        return 2
+    result = train_distributed(config, name, scaling, log=_log, register_as=args.register)
     _log(f"{'resumed and ' if result.resumed else ''}trained {name} to step {result.steps}; MLflow run {result.run_id}")
     _log(f"checkpoints: {result.checkpoint_uri}; model: {result.model_uri}")
     for metric, pair in result.metrics.items():
@@ -273,6 +268,13 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _is_storage_error(error: Exception) -> bool:
+    # Importing pipelines.storage costs seconds (pyarrow, torch); a command that never imported
+    # it cannot have raised its error.
+    storage = sys.modules.get("pipelines.storage")
+    return storage is not None and isinstance(error, storage.StorageError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -280,12 +282,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except ServiceUnavailable as error:  # MLflow or the Ray cluster did not answer
+    except ServiceUnavailable as error:  # MLflow, the Ray cluster or S3 did not answer
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # NonFiniteLossError
         print(f"ganpipe {args.command}: training diverged: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if not _is_storage_error(error):
+            raise
+        print(f"ganpipe {args.command}: storage error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

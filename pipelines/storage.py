@@ -2,13 +2,17 @@
 
 The S3 endpoint (MinIO, moto, any S3-compatible server), region and credentials come from
 the standard AWS variables (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, ...);
-none of them is ever logged. `check()` fails fast, naming the URI and the cause, before any
-training starts.
+none of them is ever logged. `check()` runs before any training starts: a missing bucket or
+refused credentials fail at once, naming the URI and the cause; an endpoint that does not answer
+is waited for, as the MLflow server and the Ray cluster are (waiting.py), for up to
+GANPIPE_STORAGE_WAIT_S.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +21,7 @@ import pyarrow.fs as pafs
 
 from pipelines.settings import storage_wait_s
 from pipelines.storage_retry import retrying
+from pipelines.waiting import ServiceUnavailable, wait_until_answers
 
 
 class StorageError(RuntimeError):
@@ -29,6 +34,13 @@ class StorageError(RuntimeError):
     def __init__(self, message: str, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StorageUnreachable(StorageError, ServiceUnavailable):
+    """The S3 endpoint did not answer for as long as GANPIPE_STORAGE_WAIT_S allows."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,10 @@ class Storage:
         info = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         return sorted(i.path[len(root) + 1 :] for i in info if i.type == pafs.FileType.File)
 
-    def check(self) -> None:
-        """Raise StorageError unless this location can be written now."""
+    def check(self, log: Callable[[str], None] = print, wait_s: float | None = None) -> None:
+        """Raise StorageError unless this location is usable: a folder that can be written, or a
+        bucket that exists and accepts the credentials. An S3 endpoint that does not answer is
+        asked again for up to `wait_s` seconds (default GANPIPE_STORAGE_WAIT_S), saying so."""
         if self.scheme == "file":
             try:
                 Path(self.prefix).mkdir(parents=True, exist_ok=True)
@@ -102,11 +116,23 @@ class Storage:
             except OSError as error:
                 raise StorageError(f"{self.uri}: cannot write there ({error.strerror or error})") from None
             return
-        check_bucket(self.bucket, self.uri)
+        wait_until_answers(
+            f"{self.uri}: S3 {s3_place()}",
+            lambda: bucket_problem(self.bucket, self.uri),
+            storage_wait_s() if wait_s is None else wait_s,
+            "GANPIPE_STORAGE_WAIT_S",
+            log,
+            StorageUnreachable,
+        )
 
 
 def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_place() -> str:
+    """Where S3 requests go, for messages: the endpoint's URL, or AWS itself."""
+    return f"endpoint {s3_endpoint()}" if s3_endpoint() else "AWS S3"
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
@@ -126,25 +152,40 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
-def check_bucket(bucket: str, uri: str) -> None:
+def bucket_problem(bucket: str, uri: str) -> str | None:
+    """None when the bucket answers; why not, in a few words, when the endpoint does not (worth
+    waiting for). Raises StorageError for what waiting cannot fix."""
     import boto3
     import botocore.config
     import botocore.exceptions
 
-    config = botocore.config.Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1})
+    # One request per probe: the wait loop does the retrying, on its own schedule.
+    config = botocore.config.Config(connect_timeout=3, read_timeout=5, retries={"total_max_attempts": 1})
     client = boto3.client("s3", endpoint_url=s3_endpoint(), config=config)
-    where = f"endpoint {s3_endpoint()}" if s3_endpoint() else "AWS S3"
+    where = s3_place()
     try:
         client.head_bucket(Bucket=bucket)
     except botocore.exceptions.NoCredentialsError:
         raise StorageError(f"{uri}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
-    except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as error:
-        raise StorageError(f"{uri}: S3 {where} is unreachable ({type(error).__name__})", transient=True) from None
+    except botocore.exceptions.ConnectTimeoutError:
+        return "no connection within 3 s"
+    except botocore.exceptions.ReadTimeoutError:
+        return "no reply within 5 s"
+    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as error:
+        return network_reason(error)
     except botocore.exceptions.ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise StorageError(f"{uri}: bucket {bucket!r} does not exist at {where}") from None
         if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise StorageError(f"{uri}: access denied by {where} (check the AWS credentials)") from None
-        busy = code in ("500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError")
-        raise StorageError(f"{uri}: S3 error {code} from {where}", transient=busy) from None
+        if code in ("500", "502", "503", "504", "SlowDown", "ServiceUnavailable", "InternalError"):
+            return f"S3 error {code}"
+        raise StorageError(f"{uri}: S3 error {code} from {where}") from None
+    return None
+
+
+def network_reason(error: Exception) -> str:
+    """'connection refused' from botocore's wrapped socket error, else the error's name."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(getattr(error, "kwargs", {}).get("error", error)))
+    return found.group(1).strip().lower() if found else type(error).__name__

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipelines.faults import first_line, is_transient
-from pipelines.waiting import FIRST_RETRY_S, next_pause
+from pipelines.waiting import FIRST_RETRY_S, ServiceUnavailable, next_pause
 
 SPOOL_IN_MEMORY_BYTES = 64 * 2**20  # larger uploads wait on local disk
 
@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class StorageUnavailable(OSError):
-    """Storage did not answer for as long as the caller was willing to wait."""
-
-    transient = True  # Prefect's task retries may still try the whole step again
+class StorageUnavailable(ServiceUnavailable, OSError):
+    """Storage did not answer for as long as the caller was willing to wait. An OSError, as
+    pyarrow's callers expect of a filesystem; a ServiceUnavailable, so the CLI says it in one line
+    and Prefect's task retries may still try the whole step again."""
 
 
 def retrying(filesystem: pafs.FileSystem, wait_s: float) -> pafs.FileSystem:

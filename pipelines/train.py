@@ -50,7 +50,7 @@ def train_distributed(
 
     settings = settings or Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
-    storage.check()  # fail fast on a missing bucket, bad credentials or an unreachable endpoint
+    storage.check(log)  # a missing bucket or bad credentials fail here; a silent endpoint is waited for
     checkpoints = storage.child("checkpoints")
 
     dataset = load_for(config)

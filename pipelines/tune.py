@@ -254,7 +254,7 @@ def run_search(
 
     settings = settings or Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
-    storage.check()
+    storage.check(log)
     filesystem, root = storage.child("tune").pyarrow()
     folder = settings.home / "tune" / name
     folder.mkdir(parents=True, exist_ok=True)

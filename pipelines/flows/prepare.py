@@ -34,7 +34,7 @@ def read_and_validate(source: str, root: str, n_train: int, seed: int) -> tuple[
 @task(name="store-version", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def store_version(dataset: Dataset, origin: dict[str, Any], storage_uri: str) -> DatasetVersion:
     storage = Storage.from_uri(storage_uri)
-    storage.check()
+    storage.check(get_run_logger().info)
     version = publish(dataset, storage, origin)
     verb = "reusing stored" if version.reused else "wrote"
     get_run_logger().info("%s %s version %s at %s", verb, version.name, version.version, version.uri)

@@ -87,6 +87,17 @@ def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str | None, port: i
         yield url
 
 
+def mlflow_run_names(home: Path) -> list[str]:
+    """The names of the MLflow runs in the embedded store of GANPIPE_HOME `home`."""
+    if not (home / "mlflow.db").exists():
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [run.info.run_name for run in client.search_runs(experiments)]
+
+
 class TcpProxy:
     """A TCP forwarder on a local port that can be cut and restored. While cut, it resets every
     connection, open or new, as a server that went away would (and counts the new ones in

@@ -11,7 +11,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.ray_cluster import RayUnavailable, host_and_port, wait_for_cluster
 from pipelines.settings import Settings
-from tests.integration.services import free_port
+from tests.integration.services import free_port, mlflow_run_names
 
 
 @pytest.mark.parametrize(
@@ -89,17 +89,7 @@ def test_commands_stop_with_one_line_and_open_no_mlflow_run_when_the_cluster_is_
     err = capsys.readouterr().err
     assert f"ganpipe {command[0]}: error: the Ray cluster at {address} does not answer (connection refused)" in err
     assert "Traceback" not in err
-    assert _mlflow_runs(tmp_path) == []  # the check comes before any MLflow run is opened
-
-
-def _mlflow_runs(home) -> list[str]:
-    if not (home / "mlflow.db").exists():
-        return []
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return [run.info.run_name for run in client.search_runs(experiments)]
+    assert mlflow_run_names(tmp_path) == []  # the check comes before any MLflow run is opened
 
 
 def test_the_wait_for_the_cluster_is_a_setting_in_seconds():
@@ -129,4 +119,4 @@ def test_a_port_that_answers_but_that_ray_cannot_join_ends_in_one_line(monkeypat
     err = capsys.readouterr().err
     assert f"ganpipe train: error: the Ray cluster at {address} accepts connections, but Ray could not join it" in err
     assert "RAY_AUTH_TOKEN" in err and "Traceback" not in err
-    assert _mlflow_runs(tmp_path) == []
+    assert mlflow_run_names(tmp_path) == []
