@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import torch
 
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
+from gan_core.outputs.progress import ProgressPrinter
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.settings import TRACKING_WAIT_S
 
@@ -194,7 +196,8 @@ HookMaker = Callable[[int, int, Dataset, dict[str, Any]], list[Hook]]
 
 
 def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[str, Any]) -> list[Hook]:
-    """`ganpipe train`'s hooks: checkpoints through Ray, metrics and frames to MLflow."""
+    """`ganpipe train`'s hooks: checkpoints through Ray, metrics and frames to MLflow, and rank
+    0's progress lines (step, losses, samples/s, ETA), which Ray forwards to the command's output."""
     hooks: list[Hook] = [
         RayReporter(
             rank,
@@ -206,10 +209,19 @@ def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
             loop_config.get("tracking_wait_s", TRACKING_WAIT_S),
         )
     ]
+    if rank == 0:  # the ranks step together: one of them speaks for the run
+        hooks.append(ProgressPrinter(write_line))
     crash = loop_config.get("crash")
     if crash and crash["rank"] == rank:
         hooks.append(CrashOnce(rank, crash["step"], crash["marker"]))
     return hooks
+
+
+def write_line(line: str) -> None:
+    """A line on the worker's stderr, which Ray forwards to the command's output. Not print():
+    Ray Train's workers replace print with a function that also logs the line, so it arrived twice."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hooks) -> None:

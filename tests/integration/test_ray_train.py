@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -20,6 +23,7 @@ from tests.integration.conftest import bucket_keys
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
 SHORT = ["data.n_train=5000", "train.log_every=1", "train.checkpoint_every=50", "train.sample_every=1000"]
 
 
@@ -114,15 +118,21 @@ def test_bad_storage_fails_fast_with_the_uri_and_cause(s3):
         Storage.from_uri("s3://ab")
 
 
-def test_cli_trains_on_the_embedded_default(monkeypatch, tmp_path: Path, ray_cluster):
-    """No services configured: SQLite MLflow store, local artifacts, local checkpoint folder."""
-    from pipelines.cli import main
-
-    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("GANPIPE_STORAGE", raising=False)
-    args = ["train", "--preset", "ring", "--name", "embedded", "--workers", "1", "--set", "train.steps=20"]
-    assert main([*args, "--set", "train.checkpoint_every=10", "--set", "data.n_train=2000"]) == 0
+def test_cli_trains_on_the_embedded_default_and_shows_progress(tmp_path: Path):
+    """No services configured: SQLite MLflow store, local artifacts, local checkpoint folder, a
+    local Ray cluster of the command's own, as a user's first `ganpipe train` runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GANPIPE_", "RAY_", "AWS_"))}
+    settings = ["train.steps=20", "train.checkpoint_every=10", "train.log_every=10", "data.n_train=2000"]
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--preset", "ring", "--name", "embedded"]
+    command += ["--workers", "1", *(f"--set={setting}" for setting in settings)]
+    done = subprocess.run(
+        command, env={**env, "GANPIPE_HOME": str(tmp_path)}, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Rank 0's progress lines reach the command's output through Ray's log forwarding.
+    assert "starting: 20 steps, batch 256, device cpu" in done.stderr
+    assert re.search(r"step 10/20 \( ?50%\) \| .* samples/s \| elapsed .* ETA .* \| d_loss", done.stderr)
+    assert done.stderr.count("step 20/20 (100%)") == 1  # once: Ray Train's print also logs what it prints
     assert (tmp_path / "mlflow.db").is_file()
     assert len(list((tmp_path / "storage" / "checkpoints" / "embedded").glob("checkpoint_*/state.pt"))) == 2
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
