@@ -16,18 +16,22 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
 from gan_core.outputs.progress import ProgressPrinter
-from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from gan_core.training import Hook, NonFiniteLossError, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.settings import TRACKING_WAIT_S
+
+if TYPE_CHECKING:
+    from pipelines.storage import Storage
 
 CHECKPOINT_FILE = "state.pt"
 FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
@@ -125,6 +129,10 @@ class RayReporter(Hook):
         self.report(metrics, checkpoint)
 
     def on_end(self, state: TrainState) -> None:
+        self.close_tracking()
+
+    def close_tracking(self) -> None:
+        """Send what rank 0 still holds for MLflow, waiting up to `tracking_wait_s`."""
         if self._tracking is not None:
             self._tracking.close(self.tracking_wait_s)
 
@@ -176,20 +184,27 @@ def weight_spread(state: TrainState) -> float:
 
 
 class CrashOnce(Hook):
-    """Test aid: the given rank kills its own process once, at a step, to exercise fault tolerance."""
+    """Test aid: once, at a step, the given rank kills its own process (kind "exit", to exercise
+    fault tolerance) or fills its generator's first weight with NaN (kind "nan": divergence)."""
 
-    def __init__(self, rank: int, at_step: int, marker: str) -> None:
-        self.rank, self.at_step, self.marker = rank, at_step, marker
+    def __init__(self, rank: int, at_step: int, marker: str, kind: str = "exit") -> None:
+        self.rank, self.at_step, self.marker, self.kind = rank, at_step, marker, kind
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
-        if step >= self.at_step and not os.path.exists(self.marker):
-            import ray.train
-
-            # Die only once Ray has registered the checkpoints reported so far, so that the
-            # test knows which checkpoint the replacement must resume from.
-            ray.train.get_all_reported_checkpoints()
+        if step < self.at_step or os.path.exists(self.marker):
+            return
+        if self.kind == "nan":
             Path(self.marker).write_text(str(step))
-            os._exit(1)
+            with torch.no_grad():
+                next(state.generator.parameters()).fill_(float("nan"))
+            return
+        import ray.train
+
+        # Die only once Ray has registered the checkpoints reported so far, so that the
+        # test knows which checkpoint the replacement must resume from.
+        ray.train.get_all_reported_checkpoints()
+        Path(self.marker).write_text(str(step))
+        os._exit(1)
 
 
 HookMaker = Callable[[int, int, Dataset, dict[str, Any]], list[Hook]]
@@ -213,7 +228,7 @@ def train_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
         hooks.append(ProgressPrinter(write_line))
     crash = loop_config.get("crash")
     if crash and crash["rank"] == rank:
-        hooks.append(CrashOnce(rank, crash["step"], crash["marker"]))
+        hooks.append(CrashOnce(rank, crash["step"], crash["marker"], crash.get("kind", "exit")))
     return hooks
 
 
@@ -252,8 +267,19 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
         return ddp(module, device)
 
     hooks = make_hooks(rank, world_size, dataset, loop_config)
-    with contextlib.suppress(StopTraining):  # every rank raised it at the same step
-        fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
+    try:
+        with contextlib.suppress(StopTraining):  # every rank raised it at the same step
+            fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
+    except NonFiniteLossError as error:
+        # Every rank stops here at the same step (the loop agrees on it). Failing would make Ray
+        # start the workers again from the last checkpoint, only to diverge again, up to
+        # --max-failures times; so the workers end normally and the driver raises the error.
+        for hook in hooks:
+            if isinstance(hook, RayReporter):
+                hook.close_tracking()  # the metrics leading up to the divergence reach MLflow
+        if rank == 0:
+            folder, name = divergence_file(loop_config["divergence"])
+            folder.write_bytes(name, str(error).encode())
 
 
 # --------------------------------------------------------------------------- driver side
@@ -279,6 +305,8 @@ def run_trainer(
     from pipelines.storage import Storage
 
     filesystem, path = Storage.from_uri(storage_uri).pyarrow()
+    # A divergence record of this attempt's own: none left from an earlier run can be mistaken for it.
+    divergence = {"storage_uri": storage_uri, "run_name": run_name, "attempt": uuid.uuid4().hex}
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.gpus_per_worker:
         resources["GPU"] = scaling.gpus_per_worker
@@ -290,6 +318,7 @@ def run_trainer(
             "tracking_uri": tracking_uri,
             "sync_batchnorm": scaling.sync_batchnorm,
             "crash": crash,
+            "divergence": divergence,
             **(extra or {}),
         },
         scaling_config=ray.train.ScalingConfig(
@@ -304,7 +333,26 @@ def run_trainer(
             callbacks=callbacks,
         ),
     )
-    return trainer.fit()
+    result = trainer.fit()
+    raise_if_diverged(divergence)
+    return result
+
+
+def divergence_file(divergence: dict[str, str]) -> tuple[Storage, str]:
+    """Where rank 0 records a divergence: a file of this attempt's own in the run's storage folder."""
+    from pipelines.storage import Storage
+
+    folder = Storage.from_uri(divergence["storage_uri"]).child(divergence["run_name"])
+    return folder, f"diverged-{divergence['attempt']}.txt"
+
+
+def raise_if_diverged(divergence: dict[str, str]) -> None:
+    """Raise the NonFiniteLossError that rank 0 recorded, if training stopped on one."""
+    folder, name = divergence_file(divergence)
+    if folder.exists(name):
+        message = folder.read_bytes(name).decode()
+        folder.delete(name)
+        raise NonFiniteLossError(message)
 
 
 def load_result_checkpoint(result) -> dict[str, Any]:

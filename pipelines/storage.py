@@ -92,6 +92,10 @@ class Storage:
         with fs.open_input_stream(f"{root}/{name}") as stream:
             return stream.read()
 
+    def delete(self, name: str) -> None:
+        fs, root = self.pyarrow()
+        fs.delete_file(f"{root}/{name}")
+
     def exists(self, name: str) -> bool:
         fs, root = self.pyarrow()
         return fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File

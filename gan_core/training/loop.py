@@ -88,7 +88,7 @@ def fit(
         # Phase 4: report. Reading the meter is the loop's only host sync.
         if report:
             metrics = meter.read()
-            _check_finite(metrics, step)
+            _check_finite(metrics, step, world_size, state.device)
             elapsed = time.perf_counter() - clock
             per_worker = (step - last_step) * state.batches.local_batch * train.d_steps / max(elapsed, 1e-9)
             metrics.update(
@@ -210,10 +210,29 @@ def sample_fixed(state: TrainState) -> torch.Tensor:
     return samples
 
 
-def _check_finite(metrics: dict[str, float], step: int) -> None:
+def _check_finite(
+    metrics: dict[str, float], step: int, world_size: int = 1, device: torch.device | None = None
+) -> None:
+    """Raise NonFiniteLossError if this rank's metrics, or any other rank's, are NaN or infinite.
+
+    Under data parallelism the ranks first agree (one all-reduce of a flag per report), so that
+    all of them stop at the same step: a rank stopping alone would leave the others waiting in
+    DDP's next all-reduce.
+    """
     bad = {name: value for name, value in metrics.items() if value != value or value in (float("inf"), float("-inf"))}
-    if bad:
-        raise NonFiniteLossError(
-            f"non-finite training metrics by step {step}: {bad}; training stopped, the last checkpoint "
-            "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"
-        )
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        flag = torch.tensor([1.0 if bad else 0.0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() == 0.0:
+            return
+        by_rank: list[dict[str, float]] = [{} for _ in range(world_size)]
+        torch.distributed.all_gather_object(by_rank, bad)
+        where = "; ".join(f"rank {rank}: {found}" for rank, found in enumerate(by_rank) if found)
+    elif bad:
+        where = str(bad)
+    else:
+        return
+    raise NonFiniteLossError(
+        f"non-finite training metrics by step {step}: {where}; training stopped, the last checkpoint "
+        "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"
+    )

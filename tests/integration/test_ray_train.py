@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gan_core.config import load_config, preset_path
+from gan_core.training import NonFiniteLossError
 from pipelines.ray_train import Scaling
 from pipelines.storage import Storage, StorageError
 from pipelines.train import train_distributed
@@ -107,6 +108,25 @@ def test_a_killed_worker_is_replaced_and_training_resumes_from_the_checkpoint(se
     # step up to the checkpoint arrived exactly once (held ones travel in the checkpoint).
     assert set(steps) == set(range(1, 101)) and 1 <= steps.count(60) <= 2
     assert all(steps.count(step) == 1 for step in range(1, 51))
+
+
+def test_a_diverged_run_stops_at_once_with_its_cause_and_is_not_retried(settings, ray_cluster, tmp_path: Path):
+    """Ray would start failed workers again from the last checkpoint, to diverge again: the run
+    ends the first time instead, failed, with the step and the ranks that saw it."""
+    marker = tmp_path / "poisoned"
+    crash = {"rank": 1, "step": 70, "marker": str(marker), "kind": "nan"}  # once: a retry would pass
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training metrics by step 71: .*rank 1: \{"):
+        train_distributed(_config(100), "ring-nan", Scaling(workers=2), settings, log=lambda _: None, crash=crash)
+    assert marker.read_text() == "70"
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    run = client.search_runs([experiment], "attributes.run_name = 'ring-nan'")[0]
+    assert run.info.status == "FAILED"
+    steps = [s for s, _ in _history(client, run.info.run_id, "d_loss")]
+    assert steps == list(range(1, 71))  # the metrics up to the divergence arrived, once each
+    keys = bucket_keys(f"runs-{settings.home.name}/checkpoints/ring-nan/")
+    assert sum(k.endswith("/state.pt") for k in keys) == 1, keys  # the step-50 one, intact
+    assert not [k for k in keys if "diverged-" in k]  # the record was read and removed
 
 
 def test_bad_storage_fails_fast_with_the_uri_and_cause(s3):

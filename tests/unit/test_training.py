@@ -223,3 +223,33 @@ def test_top_k_fraction_anneals_from_all_fakes_to_its_floor():
     assert load_config().loss.top_k_fraction(50, 100) == 1.0
     with pytest.raises(ConfigError, match="loss.top_k=0.0 is not allowed"):
         load_config(overrides=["loss.top_k=0"])
+
+
+def _check_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
+    """One rank of a gloo group: only rank 1's metrics are non-finite; records what each rank saw."""
+    import torch.distributed as dist
+
+    from gan_core.training.loop import _check_finite
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    metrics = {"d_loss": 0.7, "g_loss": float("nan") if rank == 1 else 1.1}
+    try:
+        _check_finite(metrics, 40, world_size, torch.device("cpu"))
+        outcome = "went on"
+    except NonFiniteLossError as error:
+        outcome = str(error)
+    finally:
+        dist.destroy_process_group()
+    Path(folder, f"rank{rank}.txt").write_text(outcome)
+
+
+def test_every_rank_stops_at_the_step_any_rank_diverges(tmp_path: Path):
+    """A rank stopping alone would leave the others blocked in DDP's next all-reduce."""
+    import torch.multiprocessing as mp
+
+    from tests.integration.services import free_port
+
+    mp.spawn(_check_on_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        outcome = (tmp_path / f"rank{rank}.txt").read_text()
+        assert outcome.startswith("non-finite training metrics by step 40: rank 1: {'g_loss': nan};"), (rank, outcome)
