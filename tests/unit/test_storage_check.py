@@ -25,9 +25,9 @@ def _credentials(monkeypatch):
 
 
 @contextmanager
-def fake_s3(statuses: list[int], port: int = 0, start_after_s: float = 0.0) -> Iterator[str]:
+def fake_s3(statuses: list[int], opens: threading.Event | None = None) -> Iterator[str]:
     """An endpoint that answers HeadBucket with `statuses` in turn (the last one from then on),
-    listening from `start_after_s` seconds on."""
+    listening at once, or only once `opens` is set."""
     answers = list(statuses)
 
     class Handler(BaseHTTPRequestHandler):
@@ -40,15 +40,20 @@ def fake_s3(statuses: list[int], port: int = 0, start_after_s: float = 0.0) -> I
         def log_message(self, *args) -> None:  # keep the test output quiet
             pass
 
-    port = port or free_port()
+    port = free_port()
     servers: list[ThreadingHTTPServer] = []
 
-    def serve() -> None:
-        time.sleep(start_after_s)
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        servers.append(server)
-        server.serve_forever(poll_interval=0.05)
+    def listen() -> None:
+        servers.append(ThreadingHTTPServer(("127.0.0.1", port), Handler))
 
+    def serve() -> None:
+        if opens is not None:
+            opens.wait(timeout=30)
+            listen()
+        servers[0].serve_forever(poll_interval=0.05)
+
+    if opens is None:
+        listen()  # here, so that the first request cannot come before the port is open
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{port}"
@@ -75,19 +80,22 @@ def test_a_closed_endpoint_fails_at_once_when_nothing_may_be_waited_for(monkeypa
 
 
 @pytest.mark.parametrize(
-    ("statuses", "start_after_s", "reason"),
-    [([200], 1.0, "connection refused"), ([503, 503, 200], 0.0, "S3 error 503")],
+    ("statuses", "late", "reason"),
+    [([200], True, "connection refused"), ([503, 503, 200], False, "S3 error 503")],
     ids=["starts-late", "busy"],
 )
-def test_an_endpoint_that_answers_later_is_waited_for_and_the_wait_is_reported(
-    monkeypatch, statuses, start_after_s, reason
-):
+def test_an_endpoint_that_answers_later_is_waited_for_and_the_wait_is_reported(monkeypatch, statuses, late, reason):
     lines: list[str] = []
-    with fake_s3(statuses, start_after_s=start_after_s) as endpoint:
+    opens = threading.Event() if late else None
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if opens is not None:
+            opens.set()  # the endpoint starts once the check has found it closed
+
+    with fake_s3(statuses, opens) as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        if start_after_s:
-            time.sleep(0.1)  # the first probe must meet the closed port, not the starting server
-        Storage.from_uri("s3://bucket-a/runs").check(lines.append, wait_s=60)
+        Storage.from_uri("s3://bucket-a/runs").check(log, wait_s=60)
     assert len(lines) == 2, lines
     assert lines[0] == (
         f"s3://bucket-a/runs: S3 endpoint {endpoint} does not answer ({reason}); "
