@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictu
 # A checkpoint's `extra` entry for the metrics that had not reached MLflow when it was written.
 TRACKING_BACKLOG = "tracking_backlog"
 UPLOAD_WAIT_WORTH_LOGGING_S = 1.0
+CHECKPOINT_COPY_PREFIX = "ganpipe-checkpoint-"  # + the writing process's id: rank 0's local copies
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class RayReporter(Hook):
             ray.train.report(metrics, checkpoint=None)
             return
         self._wait_for_previous_upload(metrics.get("step"))
-        folder = tempfile.mkdtemp(prefix="ganpipe-checkpoint-")
+        folder = tempfile.mkdtemp(prefix=f"{CHECKPOINT_COPY_PREFIX}{os.getpid()}-")
         save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
         ray.train.report(
             metrics,
@@ -168,6 +170,27 @@ class RayReporter(Hook):
         waited = time.monotonic() - started
         if waited >= UPLOAD_WAIT_WORTH_LOGGING_S:
             log.warning("the checkpoint at step %s waited %.0f s for the previous one to reach storage", step, waited)
+
+
+def remove_orphaned_copies() -> None:
+    """Delete the local checkpoint copies whose worker process is gone. Ray deletes a copy once it
+    is uploaded, but a worker that died first (an upload that failed for good, a crash) leaves its
+    copy in the temp folder, one per failure, as large as the checkpoint."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{CHECKPOINT_COPY_PREFIX}*"):
+        pid = folder.name.removeprefix(CHECKPOINT_COPY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            log.info("removing %s, left by worker process %s, which has ended", folder, pid)
+            shutil.rmtree(folder, ignore_errors=True)  # another rank on this node may be at it too
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: asks only whether the process is there
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, but another user's
+        return True
+    return True
 
 
 def weight_spread(state: TrainState) -> float:
@@ -247,6 +270,7 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
     from gan_core.training.distributed import ddp
     from pipelines.datasets import load_for
 
+    remove_orphaned_copies()  # rank 0 of an attempt that failed may have run on this node
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     config = from_dict(loop_config["config"])
@@ -333,7 +357,10 @@ def run_trainer(
             callbacks=callbacks,
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:  # the last attempt's workers have ended: none will sweep this node after them
+        remove_orphaned_copies()
     raise_if_diverged(divergence)
     return result
 

@@ -20,11 +20,11 @@ def ray_calls(monkeypatch):
     calls: list[tuple] = []
 
     def report(metrics, checkpoint=None, checkpoint_upload_mode=ray.train.CheckpointUploadMode.SYNC):
-        held = None
+        held, folder = None, None
         if checkpoint is not None:
-            held = load_checkpoint(Path(checkpoint.path) / CHECKPOINT_FILE)
+            held, folder = load_checkpoint(Path(checkpoint.path) / CHECKPOINT_FILE), Path(checkpoint.path).name
             shutil.rmtree(checkpoint.path)
-        calls.append(("report", metrics["step"], checkpoint_upload_mode, held))
+        calls.append(("report", metrics["step"], checkpoint_upload_mode, held, folder))
 
     def wait(consistency_mode=ray.train.CheckpointConsistencyMode.VALIDATED, timeout_s=None):
         calls.append(("wait", consistency_mode))
@@ -62,3 +62,30 @@ def test_other_ranks_report_without_a_checkpoint_and_never_wait(ray_calls):
     for step in (100, 200):
         rank1.on_checkpoint(step, {"step": step, "extra": {}}, state=None)
     assert [(call[0], call[1], call[3]) for call in ray_calls] == [("report", 100, None), ("report", 200, None)]
+
+
+def test_copies_left_by_workers_that_died_are_removed_and_none_of_a_live_one(ray_calls, monkeypatch, tmp_path):
+    """Ray deletes a copy once uploaded; a worker that died first left its copy behind."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from pipelines.ray_train import remove_orphaned_copies
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    orphan = tmp_path / f"ganpipe-checkpoint-{ended.pid}-abc123"
+    live = tmp_path / f"ganpipe-checkpoint-{os.getppid()}-def456"  # this test's parent is running
+    unrelated = tmp_path / "ganpipe-checkpoint-old_format"
+    for folder in (orphan, live, unrelated):
+        folder.mkdir()
+        (folder / CHECKPOINT_FILE).write_bytes(b"weights")
+    remove_orphaned_copies()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unrelated.name])
+
+    # Rank 0 names its copies after its process, for a later sweep to ask after.
+    reporter(0).on_checkpoint(100, {"step": 100, "extra": {}}, state=None)
+    [copy] = [call[4] for call in ray_calls if call[0] == "report"]
+    assert copy.startswith(f"ganpipe-checkpoint-{os.getpid()}-")
