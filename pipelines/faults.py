@@ -12,6 +12,7 @@ from __future__ import annotations
 from gan_core.config import ConfigError
 from gan_core.data.idx import IdxFormatError
 from gan_core.data.validation import DataValidationError
+from pipelines.waiting import error_chain
 
 PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError)
 # Words in the messages of MLflow and pyarrow when the server could not be reached (or was busy).
@@ -32,14 +33,10 @@ UNREACHABLE_HINTS = (
 
 def is_transient(error: BaseException) -> bool:
     """True when `error`, or an error it was raised from, says a service was unreachable."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        verdict = _classify(current)
+    for cause in error_chain(error):
+        verdict = _classify(cause)
         if verdict is not None:
             return verdict
-        current = current.__cause__ or current.__context__
     return False
 
 

@@ -11,7 +11,6 @@ GANPIPE_STORAGE_WAIT_S.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pyarrow.fs as pafs
 
 from pipelines.settings import storage_wait_s
 from pipelines.storage_retry import retrying
-from pipelines.waiting import ServiceUnavailable, wait_until_answers
+from pipelines.waiting import ServiceUnavailable, socket_reason, wait_until_answers
 
 
 class StorageError(RuntimeError):
@@ -176,7 +175,7 @@ def bucket_problem(bucket: str, uri: str) -> str | None:
     except botocore.exceptions.ReadTimeoutError:
         return "no reply within 5 s"
     except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as error:
-        return network_reason(error)
+        return socket_reason(error) or type(error).__name__
     except botocore.exceptions.ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):
@@ -187,9 +186,3 @@ def bucket_problem(bucket: str, uri: str) -> str | None:
             return f"S3 error {code}"
         raise StorageError(f"{uri}: S3 error {code} from {where}") from None
     return None
-
-
-def network_reason(error: Exception) -> str:
-    """'connection refused' from botocore's wrapped socket error, else the error's name."""
-    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(getattr(error, "kwargs", {}).get("error", error)))
-    return found.group(1).strip().lower() if found else type(error).__name__

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0  # the longest pause between two tries
@@ -64,6 +64,24 @@ def wait_until_answers(
         pause = next_pause(pause)
 
 
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then the error it was raised from, and so on (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def socket_reason(error: BaseException) -> str | None:
+    """The words of the socket error behind `error` ('connection refused'), if there is one."""
+    for cause in error_chain(error):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    return None
+
+
 def tcp_probe(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """None when something accepts a connection at host:port; otherwise why not."""
     try:
@@ -74,4 +92,4 @@ def tcp_probe(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> str |
     except socket.gaierror:
         return f"the host name {host!r} does not resolve"
     except OSError as error:
-        return (error.strerror or type(error).__name__).lower()
+        return socket_reason(error) or type(error).__name__.lower()
