@@ -9,7 +9,8 @@
       training.gif        the same latent batch through training
       curves.png          losses, D outputs, gradient norms, coverage
 
-Running it again on the same folder resumes from the newest checkpoint.
+Running it again on the same folder resumes from the newest checkpoint. Ctrl-C or SIGTERM stops
+training after the step in progress, with a checkpoint of that step, so nothing trained is lost.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from gan_core.data import load_dataset
 from gan_core.metrics import CollapseWatch, Evaluator
 from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
-from gan_core.training import Hook, fit
+from gan_core.training import Hook, StopRequest, TrainingStopped, fit, stop_on_signals
 
 
 @dataclass
@@ -74,14 +75,16 @@ def train_local(
         threshold=config.eval.collapse_threshold,
         on_collapse=lambda e: log(f"mode-collapse warning at step {e.step}: {e.reason}"),
     )
-    hooks = [
-        watch,
-        ProgressPrinter(log),
-        FolderCheckpointer(checkpoints, config.train.keep_checkpoints),
-        RunRecorder(folder, dataset),
-    ]
+    checkpointer = FolderCheckpointer(checkpoints, config.train.keep_checkpoints)
+    hooks = [watch, ProgressPrinter(log), checkpointer, RunRecorder(folder, dataset)]
     started = time.perf_counter()
-    state = fit(config, dataset, hooks + list(extra_hooks or []), resume_from=resume)
+    stop = StopRequest()
+    try:
+        with stop_on_signals(stop, "stopping after this step, with a checkpoint (Ctrl-C again quits without one)"):
+            state = fit(config, dataset, hooks + list(extra_hooks or []), resume_from=resume, stop=stop)
+    except TrainingStopped:
+        log(f"checkpoint of the step it stopped at: {checkpointer.last_path}; run the same command to resume")
+        raise
     seconds = time.perf_counter() - started
 
     log("evaluating the EMA generator" if state.ema else "evaluating the generator")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -268,15 +269,23 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _is_storage_error(error: Exception) -> bool:
-    # Importing pipelines.storage costs seconds (pyarrow, torch); a command that never imported
-    # it cannot have raised its error.
+def _one_line_for(error: Exception) -> tuple[str, int] | None:
+    """The line and exit status for errors of modules that take seconds to import (pyarrow,
+    torch): a command that never imported one cannot have raised its error."""
     storage = sys.modules.get("pipelines.storage")
-    return storage is not None and isinstance(error, storage.StorageError)
+    if storage is not None and isinstance(error, storage.StorageError):
+        return f"storage error: {error}", 2
+    stopping = sys.modules.get("gan_core.training.stopping")
+    if stopping is not None and isinstance(error, stopping.TrainingStopped):  # Ctrl-C, SIGTERM
+        return str(error), error.exit_code
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # MLflow draws a progress bar for every artifact download (the model it logs, the training
+    # GIF's frames): dozens of lines of "Downloading artifacts" in the command's output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
     except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
@@ -288,11 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as error:  # NonFiniteLossError
         print(f"ganpipe {args.command}: training diverged: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while training stops, or one before it starts
+        print(f"ganpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:
-        if not _is_storage_error(error):
+        known = _one_line_for(error)
+        if known is None:
             raise
-        print(f"ganpipe {args.command}: storage error: {error}", file=sys.stderr)
-        return 2
+        print(f"ganpipe {args.command}: {known[0]}", file=sys.stderr)
+        return known[1]
 
 
 if __name__ == "__main__":

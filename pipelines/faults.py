@@ -12,9 +12,11 @@ from __future__ import annotations
 from gan_core.config import ConfigError
 from gan_core.data.idx import IdxFormatError
 from gan_core.data.validation import DataValidationError
+from gan_core.training.stopping import TrainingStopped
 from pipelines.waiting import error_chain
 
-PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError)
+# TrainingStopped: someone asked training to stop (Ctrl-C, a cancelled flow); retrying would undo it.
+PERMANENT = (DataValidationError, IdxFormatError, ConfigError, FileNotFoundError, KeyError, TypeError, TrainingStopped)
 # Words in the messages of MLflow and pyarrow when the server could not be reached (or was busy).
 UNREACHABLE_HINTS = (
     "connection refused",

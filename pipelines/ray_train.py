@@ -5,7 +5,8 @@ workers each train on their slice of every global batch. Rank 0 writes checkpoin
 Ray's storage (local or S3), uploaded in the background while training goes on, and logs
 metrics to MLflow by run id. Running again with the same run name resumes from the newest
 checkpoint; a worker that dies is replaced and training resumes from the last checkpoint
-(FailureConfig).
+(FailureConfig). Ctrl-C or SIGTERM at the driver stops the workers with a checkpoint of the step
+they reached (stop_relay.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,17 @@ import torch
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
 from gan_core.outputs.progress import ProgressPrinter
-from gan_core.training import Hook, NonFiniteLossError, TrainState, fit, load_checkpoint, save_checkpoint
+from gan_core.training import (
+    Hook,
+    NonFiniteLossError,
+    StopRequest,
+    TrainingStopped,
+    TrainState,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+    stop_on_signals,
+)
 from pipelines.settings import TRACKING_WAIT_S
 
 if TYPE_CHECKING:
@@ -291,19 +302,46 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
         return ddp(module, device)
 
     hooks = make_hooks(rank, world_size, dataset, loop_config)
+    stop = StopRequest()
     try:
-        with contextlib.suppress(StopTraining):  # every rank raised it at the same step
-            fit(config, dataset, hooks, resume_from=resume, rank=rank, world_size=world_size, wrap=wrap, device=device)
+        with contextlib.suppress(StopTraining), watching_driver(stop, rank, loop_config):
+            fit(
+                config,
+                dataset,
+                hooks,
+                resume_from=resume,
+                rank=rank,
+                world_size=world_size,
+                wrap=wrap,
+                device=device,
+                stop=stop,
+            )
+    except TrainingStopped:
+        # Every rank stopped at the same step, after its checkpoint; the driver reports the stop.
+        close_tracking(hooks)
     except NonFiniteLossError as error:
         # Every rank stops here at the same step (the loop agrees on it). Failing would make Ray
         # start the workers again from the last checkpoint, only to diverge again, up to
         # --max-failures times; so the workers end normally and the driver raises the error.
-        for hook in hooks:
-            if isinstance(hook, RayReporter):
-                hook.close_tracking()  # the metrics leading up to the divergence reach MLflow
+        close_tracking(hooks)  # the metrics leading up to the divergence reach MLflow
         if rank == 0:
-            folder, name = divergence_file(loop_config["divergence"])
+            folder, name = divergence_file(loop_config["attempt"])
             folder.write_bytes(name, str(error).encode())
+
+
+def close_tracking(hooks: list[Hook]) -> None:
+    for hook in hooks:
+        if isinstance(hook, RayReporter):
+            hook.close_tracking()
+
+
+def watching_driver(stop: StopRequest, rank: int, loop_config: dict[str, Any]) -> contextlib.AbstractContextManager:
+    """Rank 0 of a run the driver may ask to stop (`ganpipe train`, not a Tune trial) looks for its marker."""
+    if rank != 0 or not loop_config.get("graceful_stop"):
+        return contextlib.nullcontext()
+    from pipelines.stop_relay import watching_for_stop
+
+    return watching_for_stop(stop, *stop_file(loop_config["attempt"]))
 
 
 # --------------------------------------------------------------------------- driver side
@@ -320,21 +358,24 @@ def run_trainer(
     worker: Callable[[dict[str, Any]], None] = train_worker,
     extra: dict[str, Any] | None = None,
     callbacks: list[Any] | None = None,
+    graceful_stop: bool = False,
 ):
     """Start (or resume) the TorchTrainer; returns Ray's Result. `worker`, `extra` (more entries
-    of the loop config) and `callbacks` (Ray Train's) let a Tune trial drive it."""
+    of the loop config) and `callbacks` (Ray Train's) let a Tune trial drive it. With
+    `graceful_stop`, Ctrl-C or SIGTERM makes the workers stop with a checkpoint of the step they
+    reached, and TrainingStopped is raised (a second Ctrl-C quits at once)."""
     import ray.train
-    from ray.train.torch import TorchTrainer
 
     from pipelines.storage import Storage
 
     filesystem, path = Storage.from_uri(storage_uri).pyarrow()
-    # A divergence record of this attempt's own: none left from an earlier run can be mistaken for it.
-    divergence = {"storage_uri": storage_uri, "run_name": run_name, "attempt": uuid.uuid4().hex}
+    # Records of this attempt's own (a divergence, a stop): none left from an earlier run can be
+    # mistaken for them.
+    attempt = {"storage_uri": storage_uri, "run_name": run_name, "id": uuid.uuid4().hex}
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.gpus_per_worker:
         resources["GPU"] = scaling.gpus_per_worker
-    trainer = TorchTrainer(
+    trainer = trainer_class(graceful_stop)(
         worker,
         train_loop_config={
             "config": config.to_dict(),
@@ -342,7 +383,8 @@ def run_trainer(
             "tracking_uri": tracking_uri,
             "sync_batchnorm": scaling.sync_batchnorm,
             "crash": crash,
-            "divergence": divergence,
+            "attempt": attempt,
+            "graceful_stop": graceful_stop,
             **(extra or {}),
         },
         scaling_config=ray.train.ScalingConfig(
@@ -357,25 +399,66 @@ def run_trainer(
             callbacks=callbacks,
         ),
     )
+    stop = StopRequest()
+    signals = stopping_on_signals(stop, attempt, config.train.log_every) if graceful_stop else contextlib.nullcontext()
     try:
-        result = trainer.fit()
+        with signals:
+            result = trainer.fit()
     finally:  # the last attempt's workers have ended: none will sweep this node after them
         remove_orphaned_copies()
-    raise_if_diverged(divergence)
+    raise_if_diverged(attempt)
+    if stop.requested:
+        raise stop.stopped_at(int(result.metrics.get("step", 0)) if result.metrics else 0)
     return result
 
 
-def divergence_file(divergence: dict[str, str]) -> tuple[Storage, str]:
-    """Where rank 0 records a divergence: a file of this attempt's own in the run's storage folder."""
+def trainer_class(graceful_stop: bool) -> type:
+    """TorchTrainer; for a graceful stop, without Ray's own Ctrl-C handler, which would abort the
+    run at once (losing the steps since the last checkpoint) and replace ours."""
+    from ray.train.torch import TorchTrainer
+
+    if not graceful_stop:
+        return TorchTrainer
+
+    class TrainerKeepingOurSignalHandler(TorchTrainer):
+        def _register_sigint_handler(self, controller) -> None:  # Ray Train V2's, called by fit()
+            pass
+
+    return TrainerKeepingOurSignalHandler
+
+
+@contextlib.contextmanager
+def stopping_on_signals(stop: StopRequest, attempt: dict[str, str], log_every: int) -> Iterator[None]:
+    """The driver's Ctrl-C or SIGTERM sets `stop`, which reaches rank 0 through storage."""
+    from pipelines.stop_relay import relayed_to_workers
+
+    announcement = (
+        f"the workers stop within {log_every} steps (train.log_every) with a checkpoint; Ctrl-C again quits without one"
+    )
+    with stop_on_signals(stop, announcement), relayed_to_workers(stop, *stop_file(attempt)):
+        yield
+
+
+def attempt_folder(attempt: dict[str, str]) -> Storage:
+    """The run's storage folder, where this attempt's records go."""
     from pipelines.storage import Storage
 
-    folder = Storage.from_uri(divergence["storage_uri"]).child(divergence["run_name"])
-    return folder, f"diverged-{divergence['attempt']}.txt"
+    return Storage.from_uri(attempt["storage_uri"]).child(attempt["run_name"])
 
 
-def raise_if_diverged(divergence: dict[str, str]) -> None:
+def divergence_file(attempt: dict[str, str]) -> tuple[Storage, str]:
+    """Where rank 0 records a divergence."""
+    return attempt_folder(attempt), f"diverged-{attempt['id']}.txt"
+
+
+def stop_file(attempt: dict[str, str]) -> tuple[Storage, str]:
+    """Where the driver asks the workers to stop."""
+    return attempt_folder(attempt), f"stop-{attempt['id']}.txt"
+
+
+def raise_if_diverged(attempt: dict[str, str]) -> None:
     """Raise the NonFiniteLossError that rank 0 recorded, if training stopped on one."""
-    folder, name = divergence_file(divergence)
+    folder, name = divergence_file(attempt)
     if folder.exists(name):
         message = folder.read_bytes(name).decode()
         folder.delete(name)

@@ -13,7 +13,7 @@ from gan_core.config import ExperimentConfig
 from gan_core.data.prepared import dataset_version
 from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
-from gan_core.training import generator_from_checkpoint
+from gan_core.training import TrainingStopped, generator_from_checkpoint
 from pipelines.datasets import load_for
 from pipelines.ray_train import FRAMES, TRACKING_BACKLOG, Scaling, load_result_checkpoint, run_trainer
 from pipelines.serving import log_generator_model
@@ -76,34 +76,49 @@ def train_distributed(
             settings.tracking_uri,
             crash,
             extra={"tracking_wait_s": settings.tracking_wait_s},
+            graceful_stop=True,
         )
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    checkpoint = load_result_checkpoint(result)
-    client = tracking.client_for(settings, log)  # the server may have gone away while training ran
-    resend_backlog(client, run_id, checkpoint, log)
+        checkpoint = load_result_checkpoint(result)
+        client = tracking.client_for(settings, log)  # the server may have gone away while training ran
+        resend_backlog(client, run_id, checkpoint, log)
 
-    generator = generator_from_checkpoint(checkpoint)
-    evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
-    model_uri, version, report = publish_generator(
-        client,
-        settings,
-        run_id,
-        run_name,
-        generator,
-        config,
-        evaluator,
-        tags,
-        checkpoint["step"],
-        register_as,
-        log,
-        bootstrap,
-    )
+        generator = generator_from_checkpoint(checkpoint)
+        evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+        model_uri, version, report = publish_generator(
+            client,
+            settings,
+            run_id,
+            run_name,
+            generator,
+            config,
+            evaluator,
+            tags,
+            checkpoint["step"],
+            register_as,
+            log,
+            bootstrap,
+        )
+    except (TrainingStopped, KeyboardInterrupt):  # Ctrl-C or SIGTERM: during training, or after it
+        mark_ended(client, run_id, "KILLED", log)
+        log(f"checkpoints: {checkpoints.uri}/{run_name}; run the same command to resume")
+        raise
+    except Exception:
+        mark_ended(client, run_id, "FAILED", log)
+        raise
     client.set_terminated(run_id, status="FINISHED")
     checkpoint_uri = f"{checkpoints.uri}/{run_name}"
     steps = int(checkpoint["step"])
     return TrainResult(run_name, run_id, resumed, steps, report, checkpoint_uri, model_uri, version, tags)
+
+
+def mark_ended(client, run_id: str, status: str, log: Callable[[str], None]) -> None:
+    """Record how the run ended, if MLflow lets us: the error that ended it matters more."""
+    from pipelines.faults import first_line
+
+    try:
+        client.set_terminated(run_id, status=status)
+    except Exception as error:
+        log(f"could not mark MLflow run {run_id} {status}: {first_line(error)}")
 
 
 def resend_backlog(client, run_id: str, checkpoint: dict[str, Any], log: Callable[[str], None] = print) -> None:

@@ -18,13 +18,16 @@ from gan_core.training.state import (
     load_checkpoint,
     save_checkpoint,
 )
+from gan_core.training.stopping import StopRequest, TrainingStopped, stop_on_signals
 
 __all__ = [
     "Hook",
     "HookList",
     "Meter",
     "NonFiniteLossError",
+    "StopRequest",
     "TrainState",
+    "TrainingStopped",
     "build_models",
     "fit",
     "generator_from_checkpoint",
@@ -33,6 +36,7 @@ __all__ = [
     "sample_fixed",
     "save_checkpoint",
     "start_training",
+    "stop_on_signals",
     "step_runner",
     "train_step",
 ]

@@ -26,6 +26,7 @@ from gan_core.training.hooks import Hook, HookList
 from gan_core.training.meter import Meter
 from gan_core.training.state import TrainState, build_state
 from gan_core.training.step import GANPhases, StepContext
+from gan_core.training.stopping import StopRequest, TrainingStopped
 from gan_core.training.translation_step import TranslationPhases
 
 
@@ -59,12 +60,16 @@ def fit(
     world_size: int = 1,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     device: torch.device | None = None,
+    stop: StopRequest | None = None,
 ) -> TrainState:
     """Train `config` on `dataset` until `config.train.steps`; returns the final state.
 
     `resume_from` is a checkpoint dict; training continues from its step with its optimiser,
     EMA, batch order and RNG states. `wrap` (e.g. DistributedDataParallel) is applied to G
     and D for the update that trains each; `rank`/`world_size` pick this worker's data.
+    Once `stop` is requested, the step in progress ends with a checkpoint and `TrainingStopped`
+    is raised: at the next step in one process, at the next report step when the ranks of a
+    data-parallel run must agree on it (any rank's request stops them all).
     """
     hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
     state, phases = start_training(config, dataset, device, rank, world_size, wrap, resume_from)
@@ -84,11 +89,12 @@ def fit(
             _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
         run_step(meter, report)
+        stopping = world_size == 1 and stop is not None and stop.requested
 
         # Phase 4: report. Reading the meter is the loop's only host sync.
         if report:
             metrics = meter.read()
-            _check_finite(metrics, step, world_size, state.device)
+            stopping = _agree_across_ranks(metrics, step, world_size, state.device, stop is not None and stop.requested)
             elapsed = time.perf_counter() - clock
             per_worker = (step - last_step) * state.batches.local_batch * train.d_steps / max(elapsed, 1e-9)
             metrics.update(
@@ -99,11 +105,19 @@ def fit(
                 hook.on_metrics(step, metrics, state)
         if step % train.sample_every == 0 or step == train.steps:
             hook.on_samples(step, sample_fixed(state), state)
-        if step % train.checkpoint_every == 0 or step == train.steps:
+        if step % train.checkpoint_every == 0 or step == train.steps or stopping:
             hook.on_checkpoint(step, state.checkpoint(), state)
+        if stopping:
+            raise _stopped(stop, step)
 
     hook.on_end(state)
     return state
+
+
+def _stopped(stop: StopRequest | None, step: int) -> TrainingStopped:
+    if stop is not None and stop.requested:
+        return stop.stopped_at(step)
+    return TrainingStopped(step, "another rank was asked to stop")
 
 
 def _scale_learning_rates(state: TrainState, scale: float) -> None:
@@ -210,28 +224,34 @@ def sample_fixed(state: TrainState) -> torch.Tensor:
     return samples
 
 
-def _check_finite(
-    metrics: dict[str, float], step: int, world_size: int = 1, device: torch.device | None = None
-) -> None:
-    """Raise NonFiniteLossError if this rank's metrics, or any other rank's, are NaN or infinite.
+def _agree_across_ranks(
+    metrics: dict[str, float],
+    step: int,
+    world_size: int = 1,
+    device: torch.device | None = None,
+    stop_requested: bool = False,
+) -> bool:
+    """Raise NonFiniteLossError if this rank's metrics, or any other rank's, are NaN or infinite;
+    else return whether this rank, or any other, was asked to stop.
 
-    Under data parallelism the ranks first agree (one all-reduce of a flag per report), so that
+    Under data parallelism the ranks first agree (one all-reduce of two flags per report), so that
     all of them stop at the same step: a rank stopping alone would leave the others waiting in
     DDP's next all-reduce.
     """
     bad = {name: value for name, value in metrics.items() if value != value or value in (float("inf"), float("-inf"))}
     if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        flag = torch.tensor([1.0 if bad else 0.0], device=device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item() == 0.0:
-            return
+        flags = torch.tensor([1.0 if bad else 0.0, 1.0 if stop_requested else 0.0], device=device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        any_bad, any_stop = flags.tolist()
+        if any_bad == 0.0:
+            return any_stop > 0.0
         by_rank: list[dict[str, float]] = [{} for _ in range(world_size)]
         torch.distributed.all_gather_object(by_rank, bad)
         where = "; ".join(f"rank {rank}: {found}" for rank, found in enumerate(by_rank) if found)
     elif bad:
         where = str(bad)
     else:
-        return
+        return stop_requested
     raise NonFiniteLossError(
         f"non-finite training metrics by step {step}: {where}; training stopped, the last checkpoint "
         "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gan_core.config import load_config, preset_path
-from gan_core.training import NonFiniteLossError
+from gan_core.training import NonFiniteLossError, load_checkpoint
 from pipelines.ray_train import Scaling
 from pipelines.storage import Storage, StorageError
 from pipelines.train import train_distributed
@@ -159,6 +160,49 @@ def test_cli_trains_on_the_embedded_default_and_shows_progress(tmp_path: Path):
     run = client.search_runs([client.get_experiment_by_name("ganpipe").experiment_id])[0]
     assert run.info.status == "FINISHED" and "eval/high_quality" in run.data.metrics
     assert list((tmp_path / "mlartifacts").rglob("MLmodel"))
+
+
+def test_ctrl_c_stops_distributed_training_with_a_checkpoint_and_the_same_command_resumes(tmp_path: Path):
+    """Ctrl-C reaches the whole process group, as a terminal sends it: Ray's own handler would
+    abort the workers at once, losing the steps since the last periodic checkpoint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GANPIPE_", "RAY_", "AWS_"))}
+    env["GANPIPE_HOME"] = str(tmp_path)
+    settings = ["train.checkpoint_every=100000", "train.log_every=20", "train.sample_every=100000", "data.n_train=2000"]
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--preset", "ring", "--name", "stopped"]
+    command += ["--workers", "2", *(f"--set={setting}" for setting in settings)]
+    run = subprocess.Popen(
+        [*command, "--set=train.steps=100000"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if "step 100/100000" in line:
+            os.killpg(run.pid, signal.SIGINT)
+            break
+    seen += run.communicate(timeout=180)[1].splitlines(keepends=True)
+    err = "".join(seen)
+    assert run.returncode == 130, err[-3000:]
+    assert "SIGINT: the workers stop within 20 steps (train.log_every) with a checkpoint" in err
+    stopped_at = int(re.search(r"ganpipe train: stopped at step (\d+) \(SIGINT\)", err).group(1))
+    assert stopped_at > 100 and stopped_at % 20 == 0, stopped_at  # two ranks agree at a report step
+    folder = tmp_path / "storage" / "checkpoints" / "stopped"
+    newest = max(folder.glob("checkpoint_*/state.pt"))
+    assert load_checkpoint(newest)["step"] == stopped_at
+    assert not list(folder.glob("stop-*"))  # the driver's message to the workers is gone
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ganpipe").experiment_id
+    assert client.search_runs([experiment])[0].info.status == "KILLED"
+
+    # The same command, with a step budget it can reach, takes up at the step it stopped at.
+    done = subprocess.run(
+        [*command, f"--set=train.steps={stopped_at + 20}"], env=env, cwd=REPO, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming at step {stopped_at}: {stopped_at + 20} steps" in done.stderr
+    [finished] = client.search_runs([experiment])
+    assert finished.info.status == "FINISHED"
 
 
 def test_cli_reports_bad_storage_before_training(monkeypatch, tmp_path: Path, s3, capsys):

@@ -1,4 +1,6 @@
 import json
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,36 @@ def test_train_local_writes_outputs_and_resumes(tmp_path: Path):
     assert json.loads((folder / "metrics.json").read_text())["steps"] == 60
     steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert steps == [20, 40, 60]
+
+
+def test_ctrl_c_stops_local_training_with_a_checkpoint_and_the_same_command_resumes(tmp_path: Path, capsys):
+    args = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "train.steps=1000000", "--set", "train.log_every=50", "--set", "train.checkpoint_every=100000",
+            "--set", "train.sample_every=100000", "--set", "data.n_train=2000"]  # fmt: skip
+    command = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", *args], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    seen = []
+    for line in command.stderr:
+        seen.append(line)
+        if line.startswith("step 100/"):
+            command.send_signal(signal.SIGINT)
+            break
+    seen += command.communicate(timeout=120)[1].splitlines(keepends=True)
+    err = "".join(seen)
+    assert command.returncode == 130, err
+    assert "SIGINT: stopping after this step, with a checkpoint" in err and "Traceback" not in err
+    stopped_at = int(re.search(r"ganpipe train: stopped at step (\d+) \(SIGINT\)", err).group(1))
+    assert stopped_at > 100
+    checkpoints = tmp_path / "r" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == [f"step-{stopped_at:06d}.pt"]
+    assert f"checkpoint of the step it stopped at: {checkpoints}/step-{stopped_at:06d}.pt" in err
+
+    # The same command (here with a step budget it can reach) takes up where it stopped.
+    more = [a if a != "train.steps=1000000" else f"train.steps={stopped_at + 20}" for a in args]
+    assert main(more) == 0
+    assert f"resuming {tmp_path / 'r'} from step {stopped_at}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["steps"] == stopped_at + 20
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path: Path, capsys):

@@ -229,12 +229,12 @@ def _check_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
     """One rank of a gloo group: only rank 1's metrics are non-finite; records what each rank saw."""
     import torch.distributed as dist
 
-    from gan_core.training.loop import _check_finite
+    from gan_core.training.loop import _agree_across_ranks
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     metrics = {"d_loss": 0.7, "g_loss": float("nan") if rank == 1 else 1.1}
     try:
-        _check_finite(metrics, 40, world_size, torch.device("cpu"))
+        _agree_across_ranks(metrics, 40, world_size, torch.device("cpu"))
         outcome = "went on"
     except NonFiniteLossError as error:
         outcome = str(error)
