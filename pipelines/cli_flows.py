@@ -57,7 +57,10 @@ def add_flow_commands(commands: Any) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipelines.flows.ephemeral_server import start_ephemeral_server_deaf_to_ctrl_c
     from pipelines.flows.prepare import prepare
+
+    start_ephemeral_server_deaf_to_ctrl_c()
 
     version = prepare(args.source, args.root, args.n_train, args.seed)
     print(json.dumps({"name": version.name, "version": version.version, "uri": version.uri,
@@ -66,8 +69,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipelines.flows.ephemeral_server import start_ephemeral_server_deaf_to_ctrl_c
     from pipelines.flows.pipeline import gan_pipeline
     from pipelines.settings import Settings
+
+    start_ephemeral_server_deaf_to_ctrl_c()
 
     summary = gan_pipeline(
         name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,

@@ -1,0 +1,28 @@
+"""Prefect's ephemeral API server, out of reach of the terminal's Ctrl-C.
+
+Without PREFECT_API_URL, Prefect runs its API server as a child process of the command. A
+terminal sends Ctrl-C to every process of its foreground group, so that server died at once
+while the flow was still stopping: the flow could no longer record how it ended, and Prefect's
+client retried for minutes (162 s measured) before the command gave up with tracebacks.
+Started here with SIGINT blocked, the server inherits the block (a signal mask survives fork
+and exec) and never sees Ctrl-C; Prefect still stops it with SIGTERM when the command exits.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+def start_ephemeral_server_deaf_to_ctrl_c() -> None:
+    """Start the server Prefect would start at its first request, unless a real one is configured."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        SubprocessASGIServer().start()  # the instance Prefect's clients will find and reuse
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives now
