@@ -278,6 +278,9 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     stopping = sys.modules.get("gan_core.training.stopping")
     if stopping is not None and isinstance(error, stopping.TrainingStopped):  # Ctrl-C, SIGTERM
         return str(error), error.exit_code
+    tune = sys.modules.get("pipelines.tune")
+    if tune is not None and isinstance(error, tune.SearchInterrupted):  # Ctrl-C
+        return str(error), error.exit_code
     return None
 
 

@@ -55,6 +55,16 @@ def find_or_create_run(
     return run.info.run_id, False
 
 
+def mark_ended(client: MlflowClient, run_id: str, status: str, log: Callable[[str], None] = print) -> None:
+    """Record how a run ended (KILLED, FAILED), if MLflow lets us: the error that ended it matters more."""
+    from pipelines.faults import first_line
+
+    try:
+        client.set_terminated(run_id, status=status)
+    except Exception as error:
+        log(f"could not mark MLflow run {run_id} {status}: {first_line(error)}")
+
+
 def log_metrics(
     client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None
 ) -> None:

@@ -99,26 +99,16 @@ def train_distributed(
             bootstrap,
         )
     except (TrainingStopped, KeyboardInterrupt):  # Ctrl-C or SIGTERM: during training, or after it
-        mark_ended(client, run_id, "KILLED", log)
+        tracking.mark_ended(client, run_id, "KILLED", log)
         log(f"checkpoints: {checkpoints.uri}/{run_name}; run the same command to resume")
         raise
     except Exception:
-        mark_ended(client, run_id, "FAILED", log)
+        tracking.mark_ended(client, run_id, "FAILED", log)
         raise
     client.set_terminated(run_id, status="FINISHED")
     checkpoint_uri = f"{checkpoints.uri}/{run_name}"
     steps = int(checkpoint["step"])
     return TrainResult(run_name, run_id, resumed, steps, report, checkpoint_uri, model_uri, version, tags)
-
-
-def mark_ended(client, run_id: str, status: str, log: Callable[[str], None]) -> None:
-    """Record how the run ended, if MLflow lets us: the error that ended it matters more."""
-    from pipelines.faults import first_line
-
-    try:
-        client.set_terminated(run_id, status=status)
-    except Exception as error:
-        log(f"could not mark MLflow run {run_id} {status}: {first_line(error)}")
 
 
 def resend_backlog(client, run_id: str, checkpoint: dict[str, Any], log: Callable[[str], None] = print) -> None:

@@ -35,6 +35,7 @@ import yaml
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from pipelines.ctrl_c import noticing_signals
 from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import TRACKING_WAIT_S, Settings
@@ -328,8 +329,37 @@ def run_search(
         )
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
-    grid = tuner.fit()
+    with noticing_signals() as signals:
+        grid = tuner.fit()
+    if signals.ctrl_c:
+        raise_interrupted(grid, name, expected_trials(options.num_samples, dimensions), client, parent_id, log)
     return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
+
+
+class SearchInterrupted(Exception):
+    """Ctrl-C ended the search before every trial had finished; Tune saved its state."""
+
+    transient = False  # asked for: a flow's retry would undo it (faults.is_transient reads this)
+    exit_code = 130  # Tune stops gracefully on SIGINT only
+
+
+def expected_trials(num_samples: int, dimensions) -> int:
+    """Tune runs `num_samples` trials for every combination of the grid dimensions."""
+    return num_samples * math.prod(len(d.args) for d in dimensions if d.kind == "grid")
+
+
+def raise_interrupted(grid, name: str, expected: int, client, parent_id: str, log) -> None:
+    """Tune answered Ctrl-C by saving the experiment and returning from fit() as if it had ended;
+    the best of trials cut short must not pass for the search's result."""
+    from pipelines import tracking
+
+    reported = sum(1 for result in grid if (result.metrics or {}).get("training_iteration", 0) > 0)
+    tracking.mark_ended(client, parent_id, "KILLED", log)
+    raise SearchInterrupted(
+        f"search {name} interrupted by Ctrl-C ({len(grid)} of {expected} trial(s) started, {reported} past their "
+        f"first milestone); its state is saved: `ganpipe tune --resume {name}`, or running the pipeline again, "
+        "continues it"
+    )
 
 
 def _tune_config(options: SearchOptions, dimensions) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,6 +126,13 @@ def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, ca
         time.sleep(1)
     os.killpg(search.pid, signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
     search.wait(timeout=120)
+    # Tune returns from fit() as if the search had ended: the command says it did not, and
+    # names no best config from trials cut short.
+    output = (tmp_path / "search.log").read_text()
+    assert search.returncode == 130, output[-3000:]
+    assert re.search(r"ganpipe tune: search resumable interrupted by Ctrl-C \([123] of 3 trial\(s\) started", output)
+    assert "ganpipe tune --resume resumable" in output and "best config" not in output
+    assert not (settings.home / "tune" / "resumable" / "best.yaml").exists()
 
     from pipelines.cli import main
 
