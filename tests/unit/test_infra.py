@@ -798,6 +798,15 @@ def test_k8s_pods_that_run_ganpipe_get_every_setting_the_code_reads():
         assert "RAY_ADDRESS" not in provided_by_env_from(container), f"{name}: KubeRay or the template sets it"
 
 
+def test_a_stopped_ray_job_leaves_the_driver_time_to_checkpoint():
+    """The job supervisor on the head reads RAY_JOB_STOP_WAIT_TIME_S: the seconds between SIGTERM
+    and SIGKILL (measured with Ray's 3 s: the driver was killed before it could mark its run)."""
+    assert int(k8s_one("ConfigMap", "ganpipe-settings")["data"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 60
+    for name, template in ray_pod_templates():
+        if name.endswith("/head"):
+            assert "RAY_JOB_STOP_WAIT_TIME_S" in provided_by_env_from(template["spec"]["containers"][0]), name
+
+
 def test_k8s_tracking_uri_points_at_the_mlflow_service():
     settings = k8s_one("ConfigMap", "ganpipe-settings")["data"]
     uri = urlparse(settings["MLFLOW_TRACKING_URI"])
