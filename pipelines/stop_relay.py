@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from gan_core.training import StopRequest
 from pipelines.storage import Storage
@@ -25,21 +25,18 @@ log = logging.getLogger(__name__)
 def relayed_to_workers(stop: StopRequest, folder: Storage, marker: str) -> Iterator[None]:
     """Driver: while inside, a request to `stop` (from a signal) is written as `folder/marker`.
     The marker is removed on leaving, whichever way training ended."""
-    finished = threading.Event()
 
-    def relay() -> None:
+    def relay(finished: threading.Event) -> None:
         while not finished.is_set():
             if stop.wait(0.2):
                 folder.write_bytes(marker, stop.reason.encode())
                 return
 
-    thread = threading.Thread(target=relay, name="ganpipe-stop-relay", daemon=True)
-    thread.start()
     try:
-        yield
+        # Joined on leaving: a marker being written must not outlive the run it stops.
+        with in_background(relay, "ganpipe-stop-relay", join_s=30):
+            yield
     finally:
-        finished.set()
-        thread.join(timeout=30)  # a marker being written must not outlive the run it stops
         with contextlib.suppress(Exception):  # storage down: the next attempt has a name of its own
             if folder.exists(marker):
                 folder.delete(marker)
@@ -48,9 +45,8 @@ def relayed_to_workers(stop: StopRequest, folder: Storage, marker: str) -> Itera
 @contextlib.contextmanager
 def watching_for_stop(stop: StopRequest, folder: Storage, marker: str) -> Iterator[None]:
     """Worker (rank 0): while inside, `stop` is requested once `folder/marker` appears."""
-    finished = threading.Event()
 
-    def watch() -> None:
+    def watch(finished: threading.Event) -> None:
         while not finished.wait(LOOK_EVERY_S):
             try:
                 if not folder.exists(marker):
@@ -62,9 +58,20 @@ def watching_for_stop(stop: StopRequest, folder: Storage, marker: str) -> Iterat
             stop.request(f"{reason} at the driver")
             return
 
-    thread = threading.Thread(target=watch, name="ganpipe-stop-watch", daemon=True)
+    with in_background(watch, "ganpipe-stop-watch"):
+        yield
+
+
+@contextlib.contextmanager
+def in_background(work: Callable[[threading.Event], None], name: str, join_s: float = 0.0) -> Iterator[None]:
+    """`work(finished)` on a daemon thread while inside; on leaving, `finished` is set and the
+    thread given up to `join_s` seconds to end."""
+    finished = threading.Event()
+    thread = threading.Thread(target=work, args=(finished,), name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         finished.set()
+        if join_s:
+            thread.join(timeout=join_s)

@@ -51,8 +51,8 @@ class StopRequest:
     def wait(self, timeout: float | None = None) -> bool:
         return self._set.wait(timeout)
 
-    def stopped_at(self, step: int, reason: str | None = None) -> TrainingStopped:
-        return TrainingStopped(step, reason or self.reason or "stop requested", self.signum)
+    def stopped_at(self, step: int) -> TrainingStopped:
+        return TrainingStopped(step, self.reason or "stop requested", self.signum)
 
 
 @contextlib.contextmanager
