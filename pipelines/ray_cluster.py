@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from pipelines.faults import first_line
 from pipelines.settings import RAY_WAIT_S
+from pipelines.signal_shield import children_deaf_to
 from pipelines.waiting import FIRST_RETRY_S, ServiceUnavailable, tcp_probe, wait_until_answers
 
 GCS_PORT = 6379  # a head node's port when RAY_ADDRESS names only the host
@@ -42,7 +43,8 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
     else:
         log("starting a local Ray cluster")
         # Keep the dashboard (ray[default]): Train V2's controller is monitored through its state API.
-        ray.init(log_to_driver=True)
+        with children_deaf_to():  # a stop signal for the command must not take the cluster down mid-stop
+            ray.init(log_to_driver=True)
 
 
 def wait_for_cluster(

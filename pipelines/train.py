@@ -119,7 +119,9 @@ def resend_backlog(client, run_id: str, checkpoint: dict[str, Any], log: Callabl
 
     backlog = (checkpoint.get("extra") or {}).get(TRACKING_BACKLOG) or []
     if backlog:
-        log(f"sending {len(backlog)} metric record(s) held while MLflow did not answer")
+        # Usually just the last report, which the worker's sender had not sent yet when the final
+        # checkpoint was made; after an outage, everything MLflow missed.
+        log(f"sending {len(backlog)} metric record(s) that had not reached MLflow when the final checkpoint was made")
     for record in backlog:
         send(client, run_id, MetricsRecord.from_dict(record))
 

@@ -6,11 +6,14 @@ while the flow was still stopping: the flow could no longer record how it ended,
 client retried for minutes (162 s measured) before the command gave up with tracebacks.
 Started here with SIGINT blocked, the server inherits the block (a signal mask survives fork
 and exec) and never sees Ctrl-C; Prefect still stops it with SIGTERM when the command exits.
+SIGTERM is not blocked for it: Prefect's stop would then wait 5 s and kill it, at every exit.
 """
 
 from __future__ import annotations
 
 import signal
+
+from pipelines.signal_shield import children_deaf_to
 
 
 def start_ephemeral_server_deaf_to_ctrl_c() -> None:
@@ -21,8 +24,5 @@ def start_ephemeral_server_deaf_to_ctrl_c() -> None:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    with children_deaf_to(frozenset({signal.SIGINT})):
         SubprocessASGIServer().start()  # the instance Prefect's clients will find and reuse
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # a Ctrl-C meanwhile arrives now

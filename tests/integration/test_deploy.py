@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -53,12 +55,47 @@ def test_deployments_are_scheduled_and_a_worker_completes_a_run(settings, ray_cl
                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             state = _run_and_wait(api, "gan-pipeline/nightly-train", timeout=420)
+            assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+            _cancelled_while_training(api, tmp_path / "worker.log", settings)
         finally:
             stop(worker)  # the worker goes before the server, or it hangs on shutdown
-        assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
 
     versions = MlflowClient(settings.tracking_uri).search_model_versions("name='nightly-generator'")
     assert [v.version for v in versions] == ["1"]
+
+
+def _cancelled_while_training(api: str, worker_log: Path, settings) -> None:
+    """Cancelling a run from Prefect (the UI's Cancel) SIGTERMs its process group: training stops
+    with a checkpoint of the step it reached, its MLflow run is KILLED and the flow run Cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Cancelling
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        overrides = {"name": "cancelled", "train_steps": 100_000}
+        run = run_deployment("gan-pipeline/nightly-train", parameters=overrides, timeout=0)
+        _wait_for(lambda: "step 200/100000" in worker_log.read_text(), 240, worker_log)
+        client.set_flow_run_state(run.id, Cancelling(message="cancelled by the test"))
+        final = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+        _wait_for(lambda: client.read_flow_run(run.id).state.type.value in final, 120, worker_log)
+        assert client.read_flow_run(run.id).state.type.value == "CANCELLED", worker_log.read_text()[-4000:]
+
+    # The step of the last checkpoint the workers reported (0 with none); the periodic ones come every 1000.
+    stopped = re.search(r"TrainingStopped: stopped at step (\d+) \(SIGTERM\)", worker_log.read_text())
+    assert stopped and int(stopped.group(1)) > 200, worker_log.read_text()[-4000:]
+    tracking = MlflowClient(settings.tracking_uri)
+    [trained] = tracking.search_runs(
+        [tracking.get_experiment_by_name(settings.experiment).experiment_id], "tags.mlflow.runName LIKE 'cancelled-%'"
+    )  # fmt: skip
+    assert trained.info.status == "KILLED"
+
+
+def _wait_for(condition, timeout: float, worker_log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, worker_log.read_text()[-4000:]
+        time.sleep(2)
 
 
 def _deployment_schedules(api: str) -> dict[str, list[str]]:

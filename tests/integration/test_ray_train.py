@@ -162,37 +162,16 @@ def test_cli_trains_on_the_embedded_default_and_shows_progress(tmp_path: Path):
     assert list((tmp_path / "mlartifacts").rglob("MLmodel"))
 
 
+STOP_SETTINGS = [
+    "train.checkpoint_every=100000", "train.log_every=20", "train.sample_every=100000", "data.n_train=2000",
+]  # fmt: skip
+
+
 def test_ctrl_c_stops_distributed_training_with_a_checkpoint_and_the_same_command_resumes(tmp_path: Path):
     """Ctrl-C reaches the whole process group, as a terminal sends it: Ray's own handler would
     abort the workers at once, losing the steps since the last periodic checkpoint."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GANPIPE_", "RAY_", "AWS_"))}
-    env["GANPIPE_HOME"] = str(tmp_path)
-    settings = ["train.checkpoint_every=100000", "train.log_every=20", "train.sample_every=100000", "data.n_train=2000"]
-    command = [sys.executable, "-m", "pipelines.cli", "train", "--preset", "ring", "--name", "stopped"]
-    command += ["--workers", "2", *(f"--set={setting}" for setting in settings)]
-    run = subprocess.Popen(
-        [*command, "--set=train.steps=100000"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    seen = []
-    for line in run.stderr:
-        seen.append(line)
-        if "step 100/100000" in line:
-            os.killpg(run.pid, signal.SIGINT)
-            break
-    seen += run.communicate(timeout=180)[1].splitlines(keepends=True)
-    err = "".join(seen)
-    assert run.returncode == 130, err[-3000:]
-    assert "SIGINT: the workers stop within 20 steps (train.log_every) with a checkpoint" in err
-    stopped_at = int(re.search(r"ganpipe train: stopped at step (\d+) \(SIGINT\)", err).group(1))
-    assert stopped_at > 100 and stopped_at % 20 == 0, stopped_at  # two ranks agree at a report step
-    folder = tmp_path / "storage" / "checkpoints" / "stopped"
-    newest = max(folder.glob("checkpoint_*/state.pt"))
-    assert load_checkpoint(newest)["step"] == stopped_at
-    assert not list(folder.glob("stop-*"))  # the driver's message to the workers is gone
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ganpipe").experiment_id
-    assert client.search_runs([experiment])[0].info.status == "KILLED"
+    command, env = _train_command(tmp_path)
+    stopped_at = _stopped_by(signal.SIGINT, command, env, tmp_path)
 
     # The same command, with a step budget it can reach, takes up at the step it stopped at.
     done = subprocess.run(
@@ -201,8 +180,54 @@ def test_ctrl_c_stops_distributed_training_with_a_checkpoint_and_the_same_comman
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming at step {stopped_at}: {stopped_at + 20} steps" in done.stderr
-    [finished] = client.search_runs([experiment])
+    [finished] = _runs(tmp_path)
     assert finished.info.status == "FINISHED"
+
+
+def test_sigterm_to_the_process_group_stops_training_on_the_local_ray_cluster_with_a_checkpoint(tmp_path: Path):
+    """GNU `timeout`, systemd and a Prefect worker cancelling a flow run send SIGTERM to the whole
+    process group, which holds the local Ray cluster this command started: its GCS and raylet
+    shut down at once, and the command hung until it was killed, without a checkpoint."""
+    command, env = _train_command(tmp_path)
+    _stopped_by(signal.SIGTERM, command, env, tmp_path)
+
+
+def _train_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "GANPIPE_", "RAY_", "AWS_"))}
+    env["GANPIPE_HOME"] = str(tmp_path)
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--preset", "ring", "--name", "stopped"]
+    return [*command, "--workers", "2", *(f"--set={setting}" for setting in STOP_SETTINGS)], env
+
+
+def _stopped_by(signum: signal.Signals, command: list[str], env: dict[str, str], tmp_path: Path) -> int:
+    """Send `signum` to the command's process group at step 100; check the stop and return its step."""
+    run = subprocess.Popen(
+        [*command, "--set=train.steps=100000"], env=env, cwd=REPO, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        if "step 100/100000" in line:
+            os.killpg(run.pid, signum)
+            break
+    seen += run.communicate(timeout=180)[1].splitlines(keepends=True)
+    err = "".join(seen)
+    assert run.returncode == 128 + signum, err[-3000:]
+    assert f"{signum.name}: the workers stop within 20 steps (train.log_every) with a checkpoint" in err
+    stopped_at = int(re.search(rf"ganpipe train: stopped at step (\d+) \({signum.name}\)", err).group(1))
+    assert stopped_at > 100 and stopped_at % 20 == 0, stopped_at  # two ranks agree at a report step
+    folder = tmp_path / "storage" / "checkpoints" / "stopped"
+    newest = max(folder.glob("checkpoint_*/state.pt"))
+    assert load_checkpoint(newest)["step"] == stopped_at
+    assert not list(folder.glob("stop-*"))  # the driver's message to the workers is gone
+    assert _runs(tmp_path)[0].info.status == "KILLED"
+    return stopped_at
+
+
+def _runs(tmp_path: Path) -> list:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("ganpipe").experiment_id])
 
 
 def test_cli_reports_bad_storage_before_training(monkeypatch, tmp_path: Path, s3, capsys):
