@@ -279,7 +279,7 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     if stopping is not None and isinstance(error, stopping.TrainingStopped):  # Ctrl-C, SIGTERM
         return str(error), error.exit_code
     tune = sys.modules.get("pipelines.tune")
-    if tune is not None and isinstance(error, tune.SearchInterrupted):  # Ctrl-C
+    if tune is not None and isinstance(error, tune.SearchInterrupted):  # Ctrl-C, SIGTERM
         return str(error), error.exit_code
     return None
 

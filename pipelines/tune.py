@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +36,7 @@ import yaml
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
-from pipelines.ctrl_c import noticing_signals
+from pipelines.ctrl_c import noticing_signals, sigterm_as_ctrl_c
 from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import TRACKING_WAIT_S, Settings
@@ -329,18 +330,26 @@ def run_search(
         )
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
-    with noticing_signals() as signals:
+    with noticing_signals() as signals, sigterm_as_ctrl_c():
         grid = tuner.fit()
-    if signals.ctrl_c:
-        raise_interrupted(grid, name, expected_trials(options.num_samples, dimensions), client, parent_id, log)
+    if signals.stop_signal:
+        expected = expected_trials(options.num_samples, dimensions)
+        raise_interrupted(grid, name, expected, signals.stop_signal, client, parent_id, log)
     return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
 
 
 class SearchInterrupted(Exception):
-    """Ctrl-C ended the search before every trial had finished; Tune saved its state."""
+    """Ctrl-C or SIGTERM ended the search before every trial had finished; Tune saved its state."""
 
     transient = False  # asked for: a flow's retry would undo it (faults.is_transient reads this)
-    exit_code = 130  # Tune stops gracefully on SIGINT only
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # as a shell reports a command the signal ended
 
 
 def expected_trials(num_samples: int, dimensions) -> int:
@@ -348,17 +357,18 @@ def expected_trials(num_samples: int, dimensions) -> int:
     return num_samples * math.prod(len(d.args) for d in dimensions if d.kind == "grid")
 
 
-def raise_interrupted(grid, name: str, expected: int, client, parent_id: str, log) -> None:
-    """Tune answered Ctrl-C by saving the experiment and returning from fit() as if it had ended;
-    the best of trials cut short must not pass for the search's result."""
+def raise_interrupted(grid, name: str, expected: int, signum: signal.Signals, client, parent_id: str, log) -> None:
+    """Tune answered Ctrl-C (or SIGTERM, passed on as one) by saving the experiment and returning
+    from fit() as if it had ended; the best of trials cut short must not pass for the search's result."""
     from pipelines import tracking
 
     reported = sum(1 for result in grid if (result.metrics or {}).get("training_iteration", 0) > 0)
     tracking.mark_ended(client, parent_id, "KILLED", log)
     raise SearchInterrupted(
-        f"search {name} interrupted by Ctrl-C ({len(grid)} of {expected} trial(s) started, {reported} past their "
-        f"first milestone); its state is saved: `ganpipe tune --resume {name}`, or running the pipeline again, "
-        "continues it"
+        f"search {name} interrupted by {'Ctrl-C' if signum == signal.SIGINT else signum.name} ({len(grid)} of "
+        f"{expected} trial(s) started, {reported} past their first milestone); its state is saved: "
+        f"`ganpipe tune --resume {name}`, or running the pipeline again, continues it",
+        signum,
     )
 
 
