@@ -26,7 +26,7 @@ import yaml
 
 from gan_core.config import ConfigError, ExperimentConfig, from_dict
 from gan_core.data import load_dataset
-from gan_core.metrics import CollapseWatch, Evaluator
+from gan_core.metrics import CollapseWatch, Evaluator, versus_real
 from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
 from gan_core.training import Hook, StopRequest, TrainingStopped, fit, stop_on_signals
@@ -105,7 +105,7 @@ def train_local(
     (folder / "metrics.json").write_text(json.dumps(summary, indent=2))
     log(f"trained {state.step} steps in {format_duration(seconds)}; outputs in {folder}")
     for name, pair in report.items():
-        log(f"  {name:>20}: {pair['value']:.4f}   (real data: {pair['real']:.4f})")
+        log(f"  {name:>20}: {pair['value']:.4f}   ({versus_real(pair)})")
     return LocalRunResult(folder, report, state.step, seconds, events)
 
 

@@ -157,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = _with_local_data(config, Path(args.out_root) / ".cache")
         train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
         return 0
+    from gan_core.metrics import versus_real
     from pipelines.ray_train import Scaling
     from pipelines.train import train_distributed
 
@@ -165,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _log(f"{'resumed and ' if result.resumed else ''}trained {name} to step {result.steps}; MLflow run {result.run_id}")
     _log(f"checkpoints: {result.checkpoint_uri}; model: {result.model_uri}")
     for metric, pair in result.metrics.items():
-        _log(f"  {metric:>20}: {pair['value']:.4f}   (real data: {pair['real']:.4f})")
+        _log(f"  {metric:>20}: {pair['value']:.4f}   ({versus_real(pair)})")
     return 0
 
 

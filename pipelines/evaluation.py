@@ -26,6 +26,7 @@ def evaluate_source(
         "source": label,
         "seed": config.eval.seed,
         "n_samples": n_samples or evaluator.n_samples,
+        "real_samples": evaluator.real_samples,  # held-out data behind each metric's "real" (and "matched")
         "bootstrap": bootstrap,
         "metrics": report,
     }

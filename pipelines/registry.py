@@ -22,7 +22,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gan_core.metrics import Evaluator, coverage_from_metrics, objective_of, subset_view
+from gan_core.metrics import Evaluator, coverage_from_metrics, metrics_table, objective_of, subset_view
 from pipelines.datasets import load_for
 from pipelines.settings import Settings
 
@@ -77,12 +77,8 @@ def model_card(name: str, run_name: str, config_flat: dict, tags: dict[str, str]
         f" batch {config_flat['train.batch_size']}, lr G/D {config_flat['optim.lr_g']}/{config_flat['optim.lr_d']}",
         f"- config hash `{tags.get('config.hash')}`, code `{tags.get('code.version')}`",
         "",
-        "| metric | value | 95% interval | real data |",
-        "|---|---|---|---|",
+        *metrics_table(report),
     ]
-    for metric, pair in report.items():
-        interval = f"{pair['ci_low']:.4g} – {pair['ci_high']:.4g}" if "ci_low" in pair else ""
-        lines.append(f"| {metric} | {pair['value']:.4g} | {interval} | {pair['real']:.4g} |")
     lines += ["", f"![samples]({picture})", ""]
     return "\n".join(lines)
 

@@ -144,7 +144,7 @@ class Milestones(Hook):
         self.milestone += 1
         report = flatten_report(self.evaluator.evaluate(state.sampler))
         dataset = self.evaluator.dataset
-        metrics = {k: v for k, v in report.items() if not k.endswith("_real")}
+        metrics = {k: v for k, v in report.items() if not k.endswith(("_real", "_matched"))}
         metrics.update(self._train_metrics)
         metrics["objective"] = objective_of(metrics, dataset)
         metrics["coverage"] = coverage_from_metrics(metrics, dataset)

@@ -2,17 +2,21 @@
 
 from gan_core.metrics.collapse import CollapseEvent, CollapseWatch, coverage_of
 from gan_core.metrics.evaluate import (
+    MATCHED,
     METRICS,
     Evaluator,
     coverage_from_metrics,
     flatten_report,
     generate,
     higher_is_better,
+    metrics_table,
     objective_of,
     subset_view,
+    versus_real,
 )
 
 __all__ = [
+    "MATCHED",
     "METRICS",
     "CollapseEvent",
     "CollapseWatch",
@@ -22,6 +26,8 @@ __all__ = [
     "flatten_report",
     "generate",
     "higher_is_better",
+    "metrics_table",
     "objective_of",
     "subset_view",
+    "versus_real",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gan_core.metrics import metrics_table
+
 
 def pipeline_report(summary: dict[str, Any]) -> str:
     lines = [f"# gan-pipeline `{summary['name']}`", ""]
@@ -40,9 +42,4 @@ def _decision(decision: dict[str, Any]) -> list[str]:
 
 
 def _metrics(metrics: dict[str, dict[str, float]]) -> list[str]:
-    lines = ["## Evaluation", "", "| metric | value | 95% interval | real data |", "|---|---|---|---|"]
-    for name, values in metrics.items():
-        interval = f"[{values['ci_low']:.4g}, {values['ci_high']:.4g}]" if "ci_low" in values else ""
-        real = f"{values['real']:.4g}" if "real" in values else ""
-        lines.append(f"| {name} | {values['value']:.4g} | {interval} | {real} |")
-    return lines
+    return ["## Evaluation", "", *metrics_table(metrics)]

@@ -5,7 +5,7 @@ import torch
 
 from gan_core.config import EvalConfig
 from gan_core.data import load_dataset
-from gan_core.metrics import METRICS, CollapseWatch, Evaluator, coverage_of
+from gan_core.metrics import METRICS, CollapseWatch, Evaluator, coverage_of, flatten_report, metrics_table
 from gan_core.metrics.features import frechet_distance, prdc
 from gan_core.metrics.mixtures import mixture_metrics
 
@@ -72,6 +72,25 @@ def test_image_metrics_flag_a_collapsed_generator(digits_evaluator):
     assert report["frechet_distance"]["value"] > 20 * real["frechet_distance"]
     assert report["recall"]["value"] < 0.05
     assert report["class_coverage"]["real"] == 1.0  # each metric carries its real-vs-real value
+
+
+def test_with_fewer_held_out_samples_each_metric_is_also_given_on_as_many_generated(classifier_cache):
+    # Digits hold out 359 images: a Fréchet distance or coverage of 1438 generated samples is not
+    # comparable with real data's on 359, so each metric also carries its value on the first 359.
+    evaluator = Evaluator(load_dataset("digits"), EvalConfig(n_samples=1438), cache_dir=classifier_cache)
+    generator = Fixed(evaluator.dataset.train_x)
+    assert evaluator.real_samples == 359
+    report = evaluator.evaluate(generator)
+    as_many = evaluator.evaluate(generator, n=359)
+    for name in ("frechet_distance", "coverage", "recall", "class_kl"):
+        assert report[name]["matched"] == pytest.approx(as_many[name]["value"]), name
+        assert report[name]["matched"] != pytest.approx(report[name]["value"]), name  # the sample size matters
+        assert "matched" not in as_many[name]
+    assert flatten_report(report)["coverage_matched"] == report["coverage"]["matched"]
+    header, rule, *rows = metrics_table(report)
+    assert header.endswith("| real data | on as many samples as real data |") and rule.count("---") == 5
+    assert all(row.count("|") == 6 for row in rows)
+    assert "on as many" not in metrics_table(as_many)[0]
 
 
 def test_label_accuracy_for_conditional_generators(digits_evaluator):
