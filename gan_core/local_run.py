@@ -11,6 +11,7 @@
 
 Running it again on the same folder resumes from the newest checkpoint. Ctrl-C or SIGTERM stops
 training after the step in progress, with a checkpoint of that step, so nothing trained is lost.
+A second training of the same folder while one runs is refused (`.training.lock`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gan_core.data import load_dataset
 from gan_core.metrics import CollapseWatch, Evaluator, versus_real
 from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
+from gan_core.outputs.run_lock import training_lock
 from gan_core.training import Hook, StopRequest, TrainingStopped, fit, stop_on_signals
 
 
@@ -50,6 +52,18 @@ def train_local(
     extra_hooks: list[Hook] | None = None,
 ) -> LocalRunResult:
     folder = Path(folder)
+    with training_lock(folder):  # a second training of this folder meanwhile is refused
+        return _train_in(folder, config, fresh, cache_dir, log, extra_hooks)
+
+
+def _train_in(
+    folder: Path,
+    config: ExperimentConfig,
+    fresh: bool,
+    cache_dir: str | Path | None,
+    log: Callable[[str], None],
+    extra_hooks: list[Hook] | None,
+) -> LocalRunResult:
     checkpoints = folder / "checkpoints"
     resume = None if fresh else latest_checkpoint(checkpoints)
     if resume is not None:

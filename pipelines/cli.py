@@ -282,6 +282,9 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     tune = sys.modules.get("pipelines.tune")
     if tune is not None and isinstance(error, tune.SearchInterrupted):  # Ctrl-C, SIGTERM
         return str(error), error.exit_code
+    lock = sys.modules.get("gan_core.outputs.run_lock")
+    if lock is not None and isinstance(error, lock.RunBusy):  # the run is training elsewhere
+        return str(error), error.exit_code
     return None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from gan_core.config import ExperimentConfig
+from gan_core.data import Dataset
 from gan_core.data.prepared import dataset_version
 from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
@@ -47,15 +48,39 @@ def train_distributed(
 ) -> TrainResult:
     from pipelines import tracking
     from pipelines.ray_cluster import ensure_ray
+    from pipelines.run_lease import holding_run
 
     settings = settings or Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
     storage.check(log)  # a missing bucket or bad credentials fail here; a silent endpoint is waited for
     checkpoints = storage.child("checkpoints")
 
-    dataset = load_for(config)
-    client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
-    ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
+    with holding_run(checkpoints.child(run_name), run_name, log):  # no second training of this run meanwhile
+        dataset = load_for(config)
+        client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
+        ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
+        return _train_and_publish(
+            config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap
+        )
+
+
+def _train_and_publish(
+    config: ExperimentConfig,
+    run_name: str,
+    scaling: Scaling,
+    settings: Settings,
+    checkpoints: Storage,
+    dataset: Dataset,
+    client: Any,
+    log: Callable[[str], None],
+    crash: dict[str, Any] | None,
+    register_as: str | None,
+    bootstrap: int,
+) -> TrainResult:
+    """Open (or resume) the MLflow run, train on Ray, evaluate and log the generator; the run is
+    marked KILLED on a stop and FAILED on any other error."""
+    from pipelines import tracking
+
     tags = {
         "dataset.name": dataset.name,
         "dataset.version": dataset_version(dataset),

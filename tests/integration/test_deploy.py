@@ -48,7 +48,7 @@ def test_deployments_are_scheduled_and_a_worker_completes_a_run(settings, ray_cl
         assert "gan-pipeline/nightly-train" in deployed.stdout and "gan-pipeline/weekly-search" in deployed.stdout
 
         schedules = _deployment_schedules(api)
-        assert schedules == {"nightly-train": ["0 2 * * *"], "weekly-search": ["0 3 * * 6"]}
+        assert schedules == {"nightly-train": (["0 2 * * *"], 1), "weekly-search": (["0 3 * * 6"], 1)}
 
         log = (tmp_path / "worker.log").open("w")
         worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
@@ -98,12 +98,15 @@ def _wait_for(condition, timeout: float, worker_log: Path) -> None:
         time.sleep(2)
 
 
-def _deployment_schedules(api: str) -> dict[str, list[str]]:
+def _deployment_schedules(api: str) -> dict[str, tuple[list[str], int | None]]:
+    """{deployment: (its crons, how many of its runs may run at once)}"""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        return {d.name: [s.schedule.cron for s in d.schedules] for d in client.read_deployments()}
+        deployments = client.read_deployments()
+    limits = {d.name: d.global_concurrency_limit.limit if d.global_concurrency_limit else None for d in deployments}
+    return {d.name: ([s.schedule.cron for s in d.schedules], limits[d.name]) for d in deployments}
 
 
 def _run_and_wait(api: str, deployment: str, timeout: float) -> str:

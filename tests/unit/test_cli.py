@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import signal
 import subprocess
@@ -106,6 +107,17 @@ def test_resume_with_a_different_config_is_refused(tmp_path: Path, capsys):
     assert main(base) == 0
     assert main([*base, "--set", "optim.lr_g=1e-4"]) == 2
     assert "different config (optim.lr_g" in capsys.readouterr().err
+
+
+def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, capsys):
+    from gan_core.outputs.run_lock import training_lock
+
+    args = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "train.steps=10", "--set", "data.n_train=2000"]  # fmt: skip
+    with training_lock(tmp_path / "r"):  # as another process would hold it (flock is per open file)
+        assert main(args) == 75
+    assert f"ganpipe train: {tmp_path / 'r'} is being trained by process {os.getpid()}" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "checkpoints").exists()  # nothing of the running one was touched
 
 
 def test_console_script_runs():
