@@ -78,12 +78,16 @@ def holding_run(folder: Storage, run_name: str, log: Callable[[str], None] = pri
     _write(folder, mine)
     time.sleep(SETTLE_S)  # a driver that read "free" just before our write has written by now
     winner = read_lease(folder)
-    if winner is None or winner.owner != mine.owner:
-        raise _busy(run_name, folder, winner or mine, time.time())
+    if winner is not None and winner.owner != mine.owner:
+        raise _busy(run_name, folder, winner, time.time())
 
     def renew(finished) -> None:
         while not finished.wait(RENEW_S):
             try:
+                current = read_lease(folder)
+                if current is not None and current.owner != mine.owner:  # we went STALE_S unrenewed
+                    log(f"the lease of {run_name} was taken over by {current.describe(time.time())}")
+                    return
                 _write(folder, Lease(**{**asdict(mine), "renewed": time.time()}))
             except Exception as error:  # storage down: the next renewal may get through
                 log(f"could not renew the lease of {run_name}: {error}")

@@ -119,3 +119,14 @@ with training_lock(Path(sys.argv[1])):
     print("holding", flush=True)
     time.sleep(60)
 """
+
+
+def test_a_holder_whose_lease_was_taken_over_stops_renewing_it(tmp_path):
+    folder = Storage.from_uri(str(tmp_path / "run"))
+    said = []
+    with holding_run(folder, "r", log=said.append):
+        _foreign_lease(folder, renewed_ago=0)  # as a driver that found ours stale would
+        time.sleep(0.5)
+        assert read_lease(folder).owner == "theirs"
+    assert read_lease(folder).owner == "theirs"  # and leaving does not remove theirs
+    assert said[0].startswith("the lease of r was taken over by process 4242 on other-host"), said
