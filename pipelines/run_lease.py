@@ -66,31 +66,32 @@ class Lease:
 
 
 @contextlib.contextmanager
-def holding_run(folder: Storage, run_name: str, log: Callable[[str], None] = print) -> Iterator[Lease]:
-    """While inside, this process holds `run_name`'s lease in `folder`; raises RunBusy if another does."""
+def holding_run(folder: Storage, what: str, log: Callable[[str], None] = print) -> Iterator[Lease]:
+    """While inside, this process holds the lease of `what` ("run NAME", "search NAME") in `folder`;
+    raises RunBusy if another process does."""
     now = time.time()
     held = read_lease(folder)
     if held is not None and not held.holder_is_gone(now):
-        raise _busy(run_name, folder, held, now)
+        raise _busy(what, folder, held, now)
     if held is not None:
-        log(f"taking over the lease of {run_name} from {held.describe(now)}, which is gone")
+        log(f"taking over the lease of {what} from {held.describe(now)}, which is gone")
     mine = Lease(uuid.uuid4().hex, socket.gethostname(), os.getpid(), now, now)
     _write(folder, mine)
     time.sleep(SETTLE_S)  # a driver that read "free" just before our write has written by now
     winner = read_lease(folder)
     if winner is not None and winner.owner != mine.owner:
-        raise _busy(run_name, folder, winner, time.time())
+        raise _busy(what, folder, winner, time.time())
 
     def renew(finished) -> None:
         while not finished.wait(RENEW_S):
             try:
                 current = read_lease(folder)
                 if current is not None and current.owner != mine.owner:  # we went STALE_S unrenewed
-                    log(f"the lease of {run_name} was taken over by {current.describe(time.time())}")
+                    log(f"the lease of {what} was taken over by {current.describe(time.time())}")
                     return
                 _write(folder, Lease(**{**asdict(mine), "renewed": time.time()}))
             except Exception as error:  # storage down: the next renewal may get through
-                log(f"could not renew the lease of {run_name}: {error}")
+                log(f"could not renew the lease of {what}: {error}")
 
     _HELD_HERE.add(mine.owner)
     try:
@@ -121,10 +122,10 @@ def _write(folder: Storage, lease: Lease) -> None:
     folder.write_bytes(LEASE_FILE, json.dumps(asdict(lease)).encode())
 
 
-def _busy(run_name: str, folder: Storage, held: Lease, now: float) -> RunBusy:
+def _busy(what: str, folder: Storage, held: Lease, now: float) -> RunBusy:
     return RunBusy(
-        f"run {run_name} is being trained by {held.describe(now)}; its lease is {folder.uri}/{LEASE_FILE}. "
-        f"Wait for that training to end or stop it; a lease not renewed for {STALE_S:.0f} s is taken over"
+        f"{what} is in progress in {held.describe(now)}, which holds {folder.uri}/{LEASE_FILE}. "
+        f"Wait for it to end or stop it; a lease not renewed for {STALE_S:.0f} s is taken over"
     )
 
 

@@ -55,7 +55,7 @@ def train_distributed(
     storage.check(log)  # a missing bucket or bad credentials fail here; a silent endpoint is waited for
     checkpoints = storage.child("checkpoints")
 
-    with holding_run(checkpoints.child(run_name), run_name, log):  # no second training of this run meanwhile
+    with holding_run(checkpoints.child(run_name), f"run {run_name}", log):  # no second training of this run meanwhile
         dataset = load_for(config)
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
         ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing

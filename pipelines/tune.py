@@ -248,15 +248,30 @@ def run_search(
     log: Callable[[str], None] = print,
     resume: bool = False,
 ) -> SearchResult:
-    from ray import tune
-
-    from pipelines import tracking
-    from pipelines.ray_cluster import ensure_ray
+    from pipelines.run_lease import holding_run
     from pipelines.storage import Storage
 
     settings = settings or Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
     storage.check(log)
+    with holding_run(storage.child("tune", name), f"search {name}", log):  # not run twice at once
+        return _search(base, options, name, settings, storage, log, resume)
+
+
+def _search(
+    base: ExperimentConfig,
+    options: SearchOptions,
+    name: str,
+    settings: Settings,
+    storage: Any,
+    log: Callable[[str], None],
+    resume: bool,
+) -> SearchResult:
+    from ray import tune
+
+    from pipelines import tracking
+    from pipelines.ray_cluster import ensure_ray
+
     filesystem, root = storage.child("tune").pyarrow()
     folder = settings.home / "tune" / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def training_lock(folder: Path) -> Iterator[None]:
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise RunBusy(f"{folder} is being trained by {holder}; wait for it to end or stop it") from None
+            raise RunBusy(f"{folder} is in use by {holder}, training it; wait for it to end or stop it") from None
         lock.seek(0)
         lock.truncate()
         lock.write(f"process {os.getpid()}")

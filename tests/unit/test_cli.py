@@ -116,7 +116,7 @@ def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, cap
             "--set", "train.steps=10", "--set", "data.n_train=2000"]  # fmt: skip
     with training_lock(tmp_path / "r"):  # as another process would hold it (flock is per open file)
         assert main(args) == 75
-    assert f"ganpipe train: {tmp_path / 'r'} is being trained by process {os.getpid()}" in capsys.readouterr().err
+    assert f"ganpipe train: {tmp_path / 'r'} is in use by process {os.getpid()}" in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoints").exists()  # nothing of the running one was touched
 
 

@@ -30,16 +30,16 @@ def _foreign_lease(folder: Storage, renewed_ago: float, host: str = "other-host"
 
 def test_a_second_training_of_a_held_run_is_refused_and_the_lease_goes_when_the_first_ends(tmp_path):
     folder = Storage.from_uri(str(tmp_path / "run"))
-    with holding_run(folder, "digits-v1", log=lambda line: None) as mine:
-        with pytest.raises(RunBusy) as refused, holding_run(folder, "digits-v1"):
+    with holding_run(folder, "run digits-v1", log=lambda line: None) as mine:
+        with pytest.raises(RunBusy) as refused, holding_run(folder, "run digits-v1"):
             pass
         assert read_lease(folder).owner == mine.owner  # the refused one left the lease alone
     message = str(refused.value)
-    assert f"run digits-v1 is being trained by process {os.getpid()} on {socket.gethostname()}" in message
-    assert f"{folder.uri}/{LEASE_FILE}" in message
+    assert f"run digits-v1 is in progress in process {os.getpid()} on {socket.gethostname()}" in message
+    assert f"which holds {folder.uri}/{LEASE_FILE}" in message
     assert refused.value.exit_code == 75 and not is_transient(refused.value)
     assert read_lease(folder) is None
-    with holding_run(folder, "digits-v1"):  # free again
+    with holding_run(folder, "run digits-v1"):  # free again
         pass
 
 
@@ -102,7 +102,7 @@ def test_a_second_local_training_of_a_folder_is_refused_until_the_first_process_
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(RunBusy, match=f"is being trained by process {holder.pid}"), training_lock(tmp_path):
+        with pytest.raises(RunBusy, match=f"is in use by process {holder.pid}"), training_lock(tmp_path):
             pass
     finally:
         holder.kill()  # killed, not released: the operating system drops the lock with the process
