@@ -282,6 +282,7 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
     from pipelines.datasets import load_for
 
     remove_orphaned_copies()  # rank 0 of an attempt that failed may have run on this node
+    hide_report_lines()
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     config = from_dict(loop_config["config"])
@@ -327,6 +328,24 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
         if rank == 0:
             folder, name = divergence_file(loop_config["attempt"])
             folder.write_bytes(name, str(error).encode())
+
+
+class _WithoutReportLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Reporting training result")
+
+
+def hide_report_lines() -> None:
+    """Ray Train logs every `ray.train.report` with the whole TrainingReport: a line of 500+
+    characters per checkpoint repeating the metrics the progress line already gave. Its
+    "Checkpoint successfully created" line, which says where the checkpoint went, stays."""
+    try:
+        from ray.train.v2._internal.execution import context  # a private module: if it moves, the lines stay
+    except ImportError:
+        return
+    logger = logging.getLogger(context.__file__)  # Ray names this logger after the file
+    if not any(isinstance(f, _WithoutReportLines) for f in logger.filters):
+        logger.addFilter(_WithoutReportLines())
 
 
 def close_tracking(hooks: list[Hook]) -> None:

@@ -89,3 +89,20 @@ def test_copies_left_by_workers_that_died_are_removed_and_none_of_a_live_one(ray
     reporter(0).on_checkpoint(100, {"step": 100, "extra": {}}, state=None)
     [copy] = [call[4] for call in ray_calls if call[0] == "report"]
     assert copy.startswith(f"ganpipe-checkpoint-{os.getpid()}-")
+
+
+def test_ray_train_report_lines_are_hidden_and_its_other_lines_kept(caplog):
+    import logging
+
+    from ray.train.v2._internal.execution import context
+
+    from pipelines.ray_train import hide_report_lines
+
+    hide_report_lines()
+    hide_report_lines()  # twice: each worker attempt calls it, one filter is enough
+    ray_logger = logging.getLogger(context.__file__)
+    with caplog.at_level(logging.INFO, logger=context.__file__):
+        ray_logger.info("Reporting training result 1: TrainingReport(checkpoint=..., metrics={'step': 100})")
+        ray_logger.info("Checkpoint successfully created at: Checkpoint(path=/x)")
+    assert [r.getMessage() for r in caplog.records] == ["Checkpoint successfully created at: Checkpoint(path=/x)"]
+    assert len(ray_logger.filters) == 1
