@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while training stops, or one before it starts
         print(f"ganpipe {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as error:
+        if error.code != signal.SIGTERM:
+            raise
+        # Ray's SIGTERM handler in the driver, outside training (evaluating, publishing)
+        print(f"ganpipe {args.command}: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as error:
         known = _one_line_for(error)
         if known is None:

@@ -123,7 +123,8 @@ def _train_and_publish(
             log,
             bootstrap,
         )
-    except (TrainingStopped, KeyboardInterrupt):  # Ctrl-C or SIGTERM: during training, or after it
+    # Ctrl-C or SIGTERM: during training, or after it (Ray's SIGTERM handler in the driver calls sys.exit)
+    except (TrainingStopped, KeyboardInterrupt, SystemExit):
         tracking.mark_ended(client, run_id, "KILLED", log)
         log(f"checkpoints: {checkpoints.uri}/{run_name}; run the same command to resume")
         raise

@@ -130,6 +130,24 @@ def test_a_diverged_run_stops_at_once_with_its_cause_and_is_not_retried(settings
     assert not [k for k in keys if "diverged-" in k]  # the record was read and removed
 
 
+def test_a_sigterm_while_publishing_marks_the_run_killed_and_frees_it(settings, ray_cluster, monkeypatch):
+    """After training, SIGTERM meets Ray's handler in the driver, which calls sys.exit: the MLflow
+    run used to stay RUNNING (SystemExit is no Exception)."""
+    import pipelines.train
+
+    def terminated(*args, **kwargs):
+        raise SystemExit(15)  # what Ray's sigterm_handler raises
+
+    monkeypatch.setattr(pipelines.train, "publish_generator", terminated)
+    with pytest.raises(SystemExit):
+        train_distributed(_config(20), "ring-term", Scaling(workers=1), settings, log=lambda _: None)
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    [run] = client.search_runs([experiment], "attributes.run_name = 'ring-term'")
+    assert run.info.status == "KILLED"
+    assert not [k for k in bucket_keys(f"runs-{settings.home.name}/checkpoints/ring-term/") if "lease" in k]
+
+
 def test_bad_storage_fails_fast_with_the_uri_and_cause(s3):
     with pytest.raises(StorageError, match=r"s3://no-such-bucket/x: bucket 'no-such-bucket' does not exist"):
         Storage.from_uri("s3://no-such-bucket/x").check()

@@ -120,6 +120,20 @@ def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, cap
     assert not (tmp_path / "r" / "checkpoints").exists()  # nothing of the running one was touched
 
 
+def test_ray_s_sigterm_exit_outside_training_ends_in_one_line_with_143(monkeypatch, capsys):
+    import pipelines.cli
+
+    def ray_sigterm_handler(args):
+        raise SystemExit(15)  # Ray's handler in the driver: sys.exit(signum)
+
+    monkeypatch.setattr(pipelines.cli, "cmd_config", ray_sigterm_handler)
+    assert main(["config", "--preset", "ring"]) == 143
+    assert capsys.readouterr().err == "ganpipe config: stopped (SIGTERM)\n"
+    monkeypatch.setattr(pipelines.cli, "cmd_config", lambda args: sys.exit(3))
+    with pytest.raises(SystemExit, match="3"):  # any other exit passes through
+        main(["config", "--preset", "ring"])
+
+
 def test_console_script_runs():
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "list", "losses"], capture_output=True, text=True, check=True
