@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from gan_core.outputs.run_lock import RunBusy
+from pipelines.ray_train import process_exists
 from pipelines.stop_relay import in_background
 from pipelines.storage import Storage
 
@@ -58,7 +59,7 @@ class Lease:
             return False
         if self.pid == os.getpid():
             return self.owner not in _HELD_HERE
-        return not _process_runs(self.pid)
+        return not process_exists(self.pid)
 
     def describe(self, now: float) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
@@ -127,13 +128,3 @@ def _busy(what: str, folder: Storage, held: Lease, now: float) -> RunBusy:
         f"{what} is in progress in {held.describe(now)}, which holds {folder.uri}/{LEASE_FILE}. "
         f"Wait for it to end or stop it; a lease not renewed for {STALE_S:.0f} s is taken over"
     )
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
