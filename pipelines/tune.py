@@ -345,12 +345,19 @@ def _search(
         )
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
-    with noticing_signals() as signals, sigterm_as_ctrl_c():
-        grid = tuner.fit()
-    if signals.stop_signal:
-        expected = expected_trials(options.num_samples, dimensions)
-        raise_interrupted(grid, name, expected, signals.stop_signal, client, parent_id, log)
-    return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
+    try:
+        with noticing_signals() as signals, sigterm_as_ctrl_c():
+            grid = tuner.fit()
+        if signals.stop_signal:
+            raise_interrupted(grid, name, expected_trials(options.num_samples, dimensions), signals.stop_signal)
+        return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
+    # SystemExit: a SIGTERM outside fit() meets Ray's handler in the driver, which calls sys.exit
+    except (SearchInterrupted, KeyboardInterrupt, SystemExit):
+        tracking.mark_ended(client, parent_id, "KILLED", log)
+        raise
+    except Exception:  # the parent run must not stay RUNNING for ever
+        tracking.mark_ended(client, parent_id, "FAILED", log)
+        raise
 
 
 class SearchInterrupted(Exception):
@@ -372,13 +379,10 @@ def expected_trials(num_samples: int, dimensions) -> int:
     return num_samples * math.prod(len(d.args) for d in dimensions if d.kind == "grid")
 
 
-def raise_interrupted(grid, name: str, expected: int, signum: signal.Signals, client, parent_id: str, log) -> None:
+def raise_interrupted(grid, name: str, expected: int, signum: signal.Signals) -> None:
     """Tune answered Ctrl-C (or SIGTERM, passed on as one) by saving the experiment and returning
     from fit() as if it had ended; the best of trials cut short must not pass for the search's result."""
-    from pipelines import tracking
-
     reported = sum(1 for result in grid if (result.metrics or {}).get("training_iteration", 0) > 0)
-    tracking.mark_ended(client, parent_id, "KILLED", log)
     raise SearchInterrupted(
         f"search {name} interrupted by {'Ctrl-C' if signum == signal.SIGINT else signum.name} ({len(grid)} of "
         f"{expected} trial(s) started, {reported} past their first milestone); its state is saved: "

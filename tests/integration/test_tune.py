@@ -103,6 +103,32 @@ def test_trials_train_on_two_ray_train_workers(settings, ray_cluster, tmp_path: 
         assert metrics["samples_per_s"] == pytest.approx(2 * metrics["samples_per_s_worker"])
 
 
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(SystemExit(15), "KILLED"), (RuntimeError("no trial reported a result"), "FAILED")],
+    ids=["sigterm-after-fit", "error-after-fit"],
+)
+def test_a_search_that_ends_after_its_trials_records_how(settings, ray_cluster, tmp_path, monkeypatch, error, status):
+    """After fit(), a SIGTERM meets Ray's handler in the driver (sys.exit) and a summary can fail:
+    the search's parent MLflow run used to stay RUNNING in both cases."""
+    import pipelines.tune
+
+    def ended(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(pipelines.tune, "_summarise", ended)
+    space = _space(tmp_path, {"loss.r1_weight": {"choice": [0.1]}})
+    options = SearchOptions(space=space, num_samples=1, milestones=1, eval_samples=300, scheduler="fifo")
+    name = f"ends-{status.lower()}"
+    with pytest.raises(type(error)):
+        run_search(load_config(preset_path("ring"), ["train.steps=100"]), options, name, settings, log=lambda _: None)
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    [parent] = client.search_runs([experiment], f"attributes.run_name = 'search-{name}'")
+    assert parent.info.status == status
+    assert not [k for k in bucket_keys(f"runs-{settings.home.name}/tune/{name}/") if k.endswith("lease.json")]
+
+
 def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, capsys):
     space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.05, 0.1, 0.2]}})
     env = {
