@@ -419,7 +419,7 @@ def run_trainer(
         ),
     )
     stop = StopRequest()
-    signals = stopping_on_signals(stop, attempt, config.train.log_every) if graceful_stop else contextlib.nullcontext()
+    signals = stopping_on_signals(stop, attempt) if graceful_stop else contextlib.nullcontext()
     try:
         with signals:
             result = trainer.fit()
@@ -447,13 +447,12 @@ def trainer_class(graceful_stop: bool) -> type:
 
 
 @contextlib.contextmanager
-def stopping_on_signals(stop: StopRequest, attempt: dict[str, str], log_every: int) -> Iterator[None]:
+def stopping_on_signals(stop: StopRequest, attempt: dict[str, str]) -> Iterator[None]:
     """The driver's Ctrl-C or SIGTERM sets `stop`, which reaches rank 0 through storage."""
     from pipelines.stop_relay import relayed_to_workers
 
-    announcement = (
-        f"the workers stop within {log_every} steps (train.log_every) with a checkpoint; Ctrl-C again quits without one"
-    )
+    # Rank 0 reads the relay every second; the ranks agree about once a second (agreement.py).
+    announcement = "the workers stop within seconds with a checkpoint; Ctrl-C again quits without one"
     with stop_on_signals(stop, announcement), relayed_to_workers(stop, *stop_file(attempt)):
         yield
 

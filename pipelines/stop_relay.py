@@ -2,8 +2,8 @@
 
 The driver cannot signal workers that may run on other machines, so it leaves a marker in the
 run's storage folder (the name is this attempt's own) and rank 0 looks for it every second.
-gan_core's loop then has the ranks agree on the stop at their next report step, write a
-checkpoint of that step and end; re-running the same command resumes from it.
+gan_core's loop then has the ranks agree on the stop (they ask one another about once a
+second), write a checkpoint of that step and end; re-running the same command resumes from it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Training: the loop (`fit`), its hooks, the state and the checkpoint format."""
 
+from gan_core.training.agreement import NonFiniteLossError
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.loop import (
-    NonFiniteLossError,
     fit,
     resolve_device,
     sample_fixed,

@@ -21,6 +21,7 @@ from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
 from gan_core.models import is_translator
+from gan_core.training.agreement import RankAgreement
 from gan_core.training.graphed import GraphedStep, graph_blocker
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.meter import Meter
@@ -28,10 +29,6 @@ from gan_core.training.state import TrainState, build_state
 from gan_core.training.step import GANPhases, StepContext
 from gan_core.training.stopping import StopRequest, TrainingStopped
 from gan_core.training.translation_step import TranslationPhases
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced NaN or infinity; the last checkpoint written before it is intact."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,8 +65,8 @@ def fit(
     EMA, batch order and RNG states. `wrap` (e.g. DistributedDataParallel) is applied to G
     and D for the update that trains each; `rank`/`world_size` pick this worker's data.
     Once `stop` is requested, the step in progress ends with a checkpoint and `TrainingStopped`
-    is raised: at the next step in one process, at the next report step when the ranks of a
-    data-parallel run must agree on it (any rank's request stops them all).
+    is raised: at the next step in one process; within about a second when the ranks of a
+    data-parallel run must agree on it (any rank's request stops them all; see agreement.py).
     """
     hook = hooks if isinstance(hooks, Hook) else HookList(hooks or [])
     state, phases = start_training(config, dataset, device, rank, world_size, wrap, resume_from)
@@ -77,6 +74,7 @@ def fit(
     ctx = phases.ctx
     train = config.train
     meter = Meter()
+    ranks = RankAgreement(world_size, state.device, train.log_every)
     hook.on_start(state)
     clock, last_step = time.perf_counter(), state.step
 
@@ -89,13 +87,14 @@ def fit(
             _scale_learning_rates(state, config.optim.lr_scale(step, train.steps))
 
         run_step(meter, report)
-        stopping = world_size == 1 and stop is not None and stop.requested
+        asked = stop is not None and stop.requested
+        stopping = world_size == 1 and asked
 
-        # Phase 4: report. Reading the meter is the loop's only host sync.
+        # Phase 4: report. Reading the meter is the loop's only host sync (with the ranks' stop checks).
         if report:
             metrics = meter.read()
-            stopping = _agree_across_ranks(metrics, step, world_size, state.device, stop is not None and stop.requested)
             elapsed = time.perf_counter() - clock
+            stopping = ranks.at_report(metrics, step, asked, elapsed / (step - last_step))
             per_worker = (step - last_step) * state.batches.local_batch * train.d_steps / max(elapsed, 1e-9)
             metrics.update(
                 samples_per_s_worker=per_worker, samples_per_s=per_worker * world_size, epoch=state.batches.epoch
@@ -103,6 +102,8 @@ def fit(
             clock, last_step = time.perf_counter(), step
             if step % train.log_every == 0 or step == train.steps:
                 hook.on_metrics(step, metrics, state)
+        elif ranks.stop_check_due(step):
+            stopping = ranks.any_rank_asked_to_stop(asked)
         if step % train.sample_every == 0 or step == train.steps:
             hook.on_samples(step, sample_fixed(state), state)
         if step % train.checkpoint_every == 0 or step == train.steps or stopping:
@@ -222,37 +223,3 @@ def sample_fixed(state: TrainState) -> torch.Tensor:
     samples = sampler(state.fixed_latent, state.fixed_labels).float().cpu()
     sampler.train(was_training)
     return samples
-
-
-def _agree_across_ranks(
-    metrics: dict[str, float],
-    step: int,
-    world_size: int = 1,
-    device: torch.device | None = None,
-    stop_requested: bool = False,
-) -> bool:
-    """Raise NonFiniteLossError if this rank's metrics, or any other rank's, are NaN or infinite;
-    else return whether this rank, or any other, was asked to stop.
-
-    Under data parallelism the ranks first agree (one all-reduce of two flags per report), so that
-    all of them stop at the same step: a rank stopping alone would leave the others waiting in
-    DDP's next all-reduce.
-    """
-    bad = {name: value for name, value in metrics.items() if value != value or value in (float("inf"), float("-inf"))}
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        flags = torch.tensor([1.0 if bad else 0.0, 1.0 if stop_requested else 0.0], device=device)
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        any_bad, any_stop = flags.tolist()
-        if any_bad == 0.0:
-            return any_stop > 0.0
-        by_rank: list[dict[str, float]] = [{} for _ in range(world_size)]
-        torch.distributed.all_gather_object(by_rank, bad)
-        where = "; ".join(f"rank {rank}: {found}" for rank, found in enumerate(by_rank) if found)
-    elif bad:
-        where = str(bad)
-    else:
-        return stop_requested
-    raise NonFiniteLossError(
-        f"non-finite training metrics by step {step}: {where}; training stopped, the last checkpoint "
-        "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"
-    )

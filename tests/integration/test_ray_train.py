@@ -232,9 +232,9 @@ def _stopped_by(signum: signal.Signals, command: list[str], env: dict[str, str],
     seen += run.communicate(timeout=180)[1].splitlines(keepends=True)
     err = "".join(seen)
     assert run.returncode == 128 + signum, err[-3000:]
-    assert f"{signum.name}: the workers stop within 20 steps (train.log_every) with a checkpoint" in err
+    assert f"{signum.name}: the workers stop within seconds with a checkpoint" in err
     stopped_at = int(re.search(rf"ganpipe train: stopped at step (\d+) \({signum.name}\)", err).group(1))
-    assert stopped_at > 100 and stopped_at % 20 == 0, stopped_at  # two ranks agree at a report step
+    assert stopped_at > 100, stopped_at  # two ranks agree on the step (at a check, about once a second)
     folder = tmp_path / "storage" / "checkpoints" / "stopped"
     newest = max(folder.glob("checkpoint_*/state.pt"))
     assert load_checkpoint(newest)["step"] == stopped_at

@@ -77,8 +77,10 @@ def _stop_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
     """One rank of a gloo group training under DDP; only rank 1 is asked to stop."""
     import torch.distributed as dist
 
+    from gan_core.training import agreement
     from gan_core.training.distributed import ddp
 
+    agreement.STOP_CHECK_S = 0.0  # a check after every step, whatever this machine's pace
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     stop = StopRequest()
     hook = StopAt(stop, step=10 if rank == 1 else -1)
@@ -104,8 +106,9 @@ def _stop_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
     Path(folder, f"rank{rank}.txt").write_text(outcome)
 
 
-def test_every_rank_stops_at_the_next_report_step_when_any_rank_is_asked(tmp_path: Path):
-    """Ranks agree at report steps (here every 5): one stopping alone would block the others."""
+def test_every_rank_stops_at_the_next_check_when_any_rank_is_asked(tmp_path: Path):
+    """Ranks agree at their stop checks, here after every step; reports come every 5 steps. One rank
+    stopping alone would block the others. (It waited for the next report step: 15.)"""
     import torch.multiprocessing as mp
 
     from tests.integration.services import free_port
@@ -113,5 +116,5 @@ def test_every_rank_stops_at_the_next_report_step_when_any_rank_is_asked(tmp_pat
     mp.spawn(_stop_on_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     assert (
         tmp_path / "rank0.txt"
-    ).read_text() == "stopped at step 15 (another rank was asked to stop) checkpoints [15]"
-    assert (tmp_path / "rank1.txt").read_text() == "stopped at step 15 (asked by the test) checkpoints [15]"
+    ).read_text() == "stopped at step 11 (another rank was asked to stop) checkpoints [11]"
+    assert (tmp_path / "rank1.txt").read_text() == "stopped at step 11 (asked by the test) checkpoints [11]"

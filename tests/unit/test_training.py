@@ -1,4 +1,5 @@
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -229,12 +230,12 @@ def _check_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
     """One rank of a gloo group: only rank 1's metrics are non-finite; records what each rank saw."""
     import torch.distributed as dist
 
-    from gan_core.training.loop import _agree_across_ranks
+    from gan_core.training.agreement import RankAgreement
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     metrics = {"d_loss": 0.7, "g_loss": float("nan") if rank == 1 else 1.1}
     try:
-        _agree_across_ranks(metrics, 40, world_size, torch.device("cpu"))
+        RankAgreement(world_size, torch.device("cpu"), log_every=10).at_report(metrics, 40, False, 0.01)
         outcome = "went on"
     except NonFiniteLossError as error:
         outcome = str(error)
@@ -253,3 +254,43 @@ def test_every_rank_stops_at_the_step_any_rank_diverges(tmp_path: Path):
     for rank in (0, 1):
         outcome = (tmp_path / f"rank{rank}.txt").read_text()
         assert outcome.startswith("non-finite training metrics by step 40: rank 1: {'g_loss': nan};"), (rank, outcome)
+
+
+def _pace_on_rank(rank: int, world_size: int, port: int, folder: str) -> None:
+    """One rank of a gloo group reporting its own pace; records the stop-check interval it derives."""
+    import torch.distributed as dist
+
+    from gan_core.training.agreement import RankAgreement
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    ranks = RankAgreement(world_size, torch.device("cpu"), log_every=10)
+    seen = {"before the first report": ranks.check_every}
+    try:
+        for label, paces in (("0.1 s and 0.25 s", (0.1, 0.25)), ("5 s", (5.0, 0.2)), ("0.1 ms", (1e-4, 1e-4))):
+            ranks.at_report({"d_loss": 0.7}, 10, False, paces[rank])
+            seen[label] = ranks.check_every
+        seen["due at steps 10-13"] = [ranks.stop_check_due(step) for step in range(10, 14)]
+        seen["stop asked by rank 1 only"] = ranks.any_rank_asked_to_stop(rank == 1)
+    finally:
+        dist.destroy_process_group()
+    Path(folder, f"rank{rank}.json").write_text(json.dumps(seen))
+
+
+def test_ranks_check_for_a_stop_about_once_a_second_at_the_slowest_rank_s_pace(tmp_path: Path):
+    """All ranks must take part in the same all-reduces: each derives the same interval from the
+    slowest pace the report shares, between one step and a report interval."""
+    import torch.multiprocessing as mp
+
+    from tests.integration.services import free_port
+
+    mp.spawn(_pace_on_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    expected = {
+        "before the first report": 1,
+        "0.1 s and 0.25 s": 4,  # 1 s at the slower rank's 0.25 s per step
+        "5 s": 1,
+        "0.1 ms": 10,  # never more than log_every
+        "due at steps 10-13": [True, False, False, False],
+        "stop asked by rank 1 only": True,
+    }
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == expected, rank
