@@ -30,6 +30,13 @@ def _check(condition: bool, key: str, allowed: str, value: object) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
+SEED_LIMIT = 2**32  # what numpy's and torch's generators both take
+
+
+def _check_seed(key: str, value: int) -> None:
+    _check(0 <= value < SEED_LIMIT, key, f"an integer in [0, {SEED_LIMIT - 1}]", value)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "ring"  # a key of gan_core.data.DATASETS
@@ -42,6 +49,7 @@ class DataConfig:
 
         _check(self.name in DATASETS, "data.name", f"one of {DATASETS.names()}", self.name)
         _check(self.n_train >= 100, "data.n_train", "an integer >= 100", self.n_train)
+        _check_seed("data.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,7 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1", getattr(self, key))
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "an integer >= 1", self.keep_checkpoints)
         _check(0 <= self.ema_decay < 1, "train.ema_decay", "a number in [0, 1)", self.ema_decay)
+        _check_seed("train.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _check(self.n_samples >= 10, "eval.n_samples", "an integer >= 10", self.n_samples)
         _check(self.classifier_epochs >= 1, "eval.classifier_epochs", "an integer >= 1", self.classifier_epochs)
+        _check_seed("eval.seed", self.seed)
         _check(
             0 <= self.collapse_threshold <= 1, "eval.collapse_threshold", "a number in [0, 1]", self.collapse_threshold
         )
@@ -239,6 +249,16 @@ class ExperimentConfig:
             self.train.batch_size,
         )
         self._check_translation_pairing()
+        # A gradient penalty differentiates twice, which torch.compile's autograd cannot (torch 2.13).
+        penalty = (
+            "R1 (loss.r1_weight > 0)" if self.loss.r1_weight > 0 else "WGAN-GP" if self.loss.name == "wgan-gp" else ""
+        )
+        _check(
+            not (self.train.compile and penalty),
+            "train.compile",
+            f"false with {penalty}: a gradient penalty differentiates twice, which compiled models cannot",
+            self.train.compile,
+        )
 
     def _check_translation_pairing(self) -> None:
         """A translation model needs a dataset of two domains, and only it can use one."""
@@ -330,6 +350,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         content = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text; pass a YAML file") from None
+    except yaml.MarkedYAMLError as error:  # one line: what is wrong, and where in the file
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {error.problem or error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if content is None:

@@ -32,6 +32,7 @@ from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, l
 from gan_core.outputs.progress import format_duration
 from gan_core.outputs.run_lock import training_lock
 from gan_core.training import Hook, StopRequest, TrainingStopped, fit, stop_on_signals
+from gan_core.training.state import check_trainable
 
 
 @dataclass
@@ -67,16 +68,18 @@ def _train_in(
     checkpoints = folder / "checkpoints"
     resume = None if fresh else latest_checkpoint(checkpoints)
     if resume is not None:
-        _check_same_run(resume["config"], config, folder)
+        _check_same_run(resume, config, folder)
+    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
+    log(f"dataset {dataset.summary()}")
+    check_trainable(config, dataset)  # before the classifier trains, and before --fresh deletes anything
+
+    if resume is not None:
         log(f"resuming {folder} from step {resume['step']}")
     elif fresh and checkpoints.is_dir():
         for old in checkpoints.glob("step-*.pt"):
             old.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-    dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)
-    log(f"dataset {dataset.summary()}")
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(cache_dir or folder / "classifier"), log=log)
     if evaluator.classifier_accuracy is not None:
         log(f"feature classifier test accuracy {evaluator.classifier_accuracy:.4f}")
@@ -123,12 +126,17 @@ def _train_in(
     return LocalRunResult(folder, report, state.step, seconds, events)
 
 
-def _check_same_run(saved: dict[str, Any], config: ExperimentConfig, folder: Path) -> None:
+def _check_same_run(checkpoint: dict[str, Any], config: ExperimentConfig, folder: Path) -> None:
     """Resuming is only sound for the same experiment; only the step budget may grow."""
-    before, now = from_dict(saved).flat(), config.flat()
+    before, now = from_dict(checkpoint["config"]).flat(), config.flat()
     changed = sorted(k for k in now if k != "train.steps" and before.get(k) != now[k])
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
         raise ConfigError(
             f"{folder} holds a run with a different config ({detail}); pass --fresh or another output folder"
+        )
+    if checkpoint["step"] > config.train.steps:
+        raise ConfigError(
+            f"train.steps={config.train.steps} is not allowed: {folder} has trained {checkpoint['step']} steps "
+            f"already; ask for at least as many to continue it, or pass --fresh to start over"
         )

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
+from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
 from pipelines.waiting import ServiceUnavailable
 
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+FORMATTER = HelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,18 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(train)
     train.add_argument(
         "--name",
+        type=run_name,
         default=None,
         help="run name; the output folder is OUT_ROOT/NAME (default: the preset or dataset name)",
     )
     train.add_argument("--out-root", default="runs", help="folder that holds run folders")
     train.add_argument("--local", action="store_true", help="train in this process with gan_core alone (no Ray)")
     train.add_argument("--fresh", action="store_true", help="(--local) start over instead of resuming")
-    train.add_argument("--workers", type=int, default=2, help="Ray Train workers (data-parallel ranks)")
-    train.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs reserved per worker")
-    train.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (NCCL when > 0, else gloo)")
+    train.add_argument("--workers", type=at_least(1), default=2, help="Ray Train workers (data-parallel ranks)")
+    train.add_argument("--cpus-per-worker", type=non_negative, default=1.0, help="CPUs reserved per worker")
+    train.add_argument(
+        "--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per worker (NCCL when > 0, else gloo)"
+    )
     train.add_argument("--sync-batchnorm", action="store_true", help="synchronise batch-norm statistics across workers")
     train.add_argument("--register", default=None, metavar="MODEL", help="register the generator as a version of MODEL")
-    train.add_argument("--max-failures", type=int, default=2, help="worker failures survived (restart from checkpoint)")
+    train.add_argument(
+        "--max-failures", type=at_least(0), default=2, help="worker failures survived (restart from checkpoint)"
+    )
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser(
@@ -52,32 +58,47 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "source", help="an MLflow model URI (runs:/..., models:/...), a checkpoint file or a run folder"
     )
-    evaluate.add_argument("--n-samples", type=int, default=None, help="samples to generate (default: eval.n_samples)")
-    evaluate.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for confidence intervals")
+    evaluate.add_argument(
+        "--n-samples", type=at_least(10), default=None, help="samples to generate (default: eval.n_samples)"
+    )
+    evaluate.add_argument(
+        "--bootstrap", type=at_least(0), default=100, help="bootstrap resamples for confidence intervals"
+    )
     evaluate.add_argument("--json", dest="json_out", default=None, help="write the report to this file as well")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     search = commands.add_parser("tune", help="search hyperparameters on Ray Tune", formatter_class=FORMATTER)
     _add_config_options(search)
     search.add_argument("--space", default=None, help="search space: shipped (ganpipe list spaces) or YAML")
-    search.add_argument("--name", default=None, help="search name (results in $GANPIPE_HOME/tune/NAME)")
-    search.add_argument("--resume", default=None, metavar="NAME", help="resume the interrupted search NAME")
-    search.add_argument("--num-samples", type=int, default=8, help="trials (each grid point is crossed with these)")
+    search.add_argument("--name", type=run_name, default=None, help="search name (results in $GANPIPE_HOME/tune/NAME)")
+    search.add_argument(
+        "--resume", type=run_name, default=None, metavar="NAME", help="resume the interrupted search NAME"
+    )
+    search.add_argument(
+        "--num-samples", type=at_least(1), default=8, help="trials (each grid point is crossed with these)"
+    )
     search.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="trial scheduler")
     search.add_argument("--search", choices=["random", "optuna"], default="random", help="search algorithm")
-    search.add_argument("--max-concurrent", type=int, default=2, help="trials running at once")
+    search.add_argument("--max-concurrent", type=at_least(1), default=2, help="trials running at once")
     search.add_argument(
-        "--cpus-per-trial", type=float, default=None, help="CPUs per trial, split among its workers (None: 1 each)"
+        "--cpus-per-trial",
+        type=non_negative,
+        default=None,
+        help="CPUs per trial, split among its workers (None: 1 each)",
     )
-    search.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
+    search.add_argument(
+        "--gpus-per-trial", type=non_negative, default=0.0, help="GPUs per trial (fractions share a GPU)"
+    )
     search.add_argument(
         "--workers-per-trial",
         type=int,
         default=1,
         help="Ray Train workers per trial (DDP, the trial drives a TorchTrainer); 1 trains in the trial's process",
     )
-    search.add_argument("--milestones", type=int, default=4, help="evaluations per trial (ASHA/PBT decide there)")
-    search.add_argument("--eval-samples", type=int, default=1000, help="samples per milestone evaluation")
+    search.add_argument(
+        "--milestones", type=at_least(1), default=4, help="evaluations per trial (ASHA/PBT decide there)"
+    )
+    search.add_argument("--eval-samples", type=at_least(10), default=1000, help="samples per milestone evaluation")
     search.set_defaults(handler=cmd_tune)
 
     promote = commands.add_parser(
@@ -86,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("model", help="registered model name")
     promote.add_argument("--version", default=None, help="version to judge (default: the `challenger` alias)")
     promote.add_argument("--margin", type=float, default=0.0, help="the objective's 95%% interval must clear this")
-    promote.add_argument("--bootstrap", type=int, default=200, help="paired bootstrap resamples")
+    promote.add_argument("--bootstrap", type=at_least(0), default=200, help="paired bootstrap resamples")
     promote.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")
     promote.set_defaults(handler=cmd_promote)
 
@@ -286,6 +307,10 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     lock = sys.modules.get("gan_core.outputs.run_lock")
     if lock is not None and isinstance(error, lock.RunBusy):  # the run is training elsewhere
         return str(error), error.exit_code
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    if mlflow_errors is not None and isinstance(error, mlflow_errors.MlflowException):
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # a URI or name typed wrong
+            return f"error: MLflow: {str(error.message).strip().splitlines()[0]}", 2
     return None
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+from pipelines.cli_args import HelpFormatter
+
+FORMATTER = HelpFormatter
 
 
 def add_bench_commands(commands: Any) -> None:

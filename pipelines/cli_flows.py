@@ -7,9 +7,10 @@ import json
 import sys
 from typing import Any
 
+from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
 from pipelines.tracking_server import without_credentials
 
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+FORMATTER = HelpFormatter
 
 
 def add_flow_commands(commands: Any) -> None:
@@ -18,7 +19,7 @@ def add_flow_commands(commands: Any) -> None:
     )
     prepare.add_argument("source", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
     prepare.add_argument("--root", default="", help="IDX folder for mnist/fashion-mnist: a path or s3://bucket/prefix")
-    prepare.add_argument("--n-train", type=int, default=100_000, help="samples drawn for the 2-D mixtures")
+    prepare.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the draw and of the train/test split")
     prepare.set_defaults(handler=cmd_prepare)
 
@@ -26,23 +27,27 @@ def add_flow_commands(commands: Any) -> None:
         "pipeline", help="run gan-pipeline: prepare, search, train, evaluate, register, promote",
         formatter_class=FORMATTER,
     )  # fmt: skip
-    pipeline.add_argument("--name", default="digits", help="pipeline name; a re-run with it reuses finished steps")
+    pipeline.add_argument(
+        "--name", type=run_name, default="digits", help="pipeline name; a re-run with it reuses finished steps"
+    )
     pipeline.add_argument("--preset", default="digits-cgan", help="config the search and training start from")
     pipeline.add_argument("--source", default="digits", help="dataset to prepare (see `ganpipe prepare`)")
     pipeline.add_argument("--source-root", default="", help="IDX folder or s3:// prefix for mnist/fashion-mnist")
     pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="config override (repeatable)")  # fmt: skip
     pipeline.add_argument("--space", default="digits", help="search space: ring, grid, digits or a YAML file")
-    pipeline.add_argument("--search-samples", type=int, default=4, help="search trials (0 skips the search)")
-    pipeline.add_argument("--search-steps", type=int, default=600, help="training steps per trial")
+    pipeline.add_argument("--search-samples", type=at_least(0), default=4, help="search trials (0 skips the search)")
+    pipeline.add_argument("--search-steps", type=at_least(1), default=600, help="training steps per trial")
     pipeline.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="search scheduler")
-    pipeline.add_argument("--train-steps", type=int, default=None, help="steps of the final training (default: preset)")
-    pipeline.add_argument("--workers", type=int, default=1, help="Ray Train workers for the final training")
-    pipeline.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per training worker")
+    pipeline.add_argument(
+        "--train-steps", type=at_least(1), default=None, help="steps of the final training (default: preset)"
+    )
+    pipeline.add_argument("--workers", type=at_least(1), default=1, help="Ray Train workers for the final training")
+    pipeline.add_argument("--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per training worker")
     pipeline.add_argument("--model", default=None, help="registered model name (default: NAME-generator)")
     pipeline.add_argument("--margin", type=float, default=0.0, help="promotion margin on the objective")
-    pipeline.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples for intervals")
-    pipeline.add_argument("--n-train", type=int, default=100_000, help="samples drawn for the 2-D mixtures")
+    pipeline.add_argument("--bootstrap", type=at_least(0), default=100, help="bootstrap resamples for intervals")
+    pipeline.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
     pipeline.set_defaults(handler=cmd_pipeline)
 
     deploy = commands.add_parser("deploy", help="create the scheduled Prefect deployments", formatter_class=FORMATTER)

@@ -322,11 +322,16 @@ def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per benchmark (from --first-seed)")
+    from pipelines.cli_args import at_least
+
+    parser.add_argument("--seeds", type=at_least(1), default=5, help="seeds per benchmark (from --first-seed)")
     parser.add_argument(
-        "--first-seed", type=int, default=0, help="first seed (to add seeds to a measurement without repeating it)"
+        "--first-seed",
+        type=at_least(0),
+        default=0,
+        help="first seed (to add seeds to a measurement without repeating it)",
     )
-    parser.add_argument("--steps", type=int, default=None, help="override train.steps of every preset")
+    parser.add_argument("--steps", type=at_least(1), default=None, help="override train.steps of every preset")
     parser.add_argument(
         "--bench",
         dest="benches",
@@ -339,13 +344,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run (repeatable)")  # fmt: skip
     parser.add_argument("--stacked", action="store_true", help="also stacked digits (1000 modes; slow on CPU)")
-    parser.add_argument("--stacked-seeds", type=int, default=None, help="seeds for stacked digits (default: --seeds)")
+    parser.add_argument(
+        "--stacked-seeds", type=at_least(1), default=None, help="seeds for stacked digits (default: --seeds)"
+    )
     parser.add_argument("--ablation", action="store_true", help="run the ablation ladder instead of the preset alone")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads per run (1: small MLPs gain little from more)"
+        "--threads", type=at_least(1), default=1, help="torch CPU threads per run (1: small MLPs gain little from more)"
     )
     parser.add_argument(
-        "--jobs", type=int, default=2, help="seeds trained at once, each in its own process (2 fills 2 cores)"
+        "--jobs", type=at_least(1), default=2, help="seeds trained at once, each in its own process (2 fills 2 cores)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke mode: 2 seeds and a few hundred steps")
     parser.add_argument("--cache", default="runs/.cache", help="where the digits classifier is cached")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_core.data import Dataset
+from gan_core.files import UnreadableFile, load_safely, save_atomically
 
 FEATURE_DIM = 128
 
@@ -112,12 +113,16 @@ def load_or_train_classifier(
     source = dataset.source or dataset
     channels, classes = source.sample_shape[0], source.num_classes
     if path is not None and path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model = FeatureClassifier(channels, classes)
-        model.load_state_dict(saved["weights"])
-        return model.eval(), float(saved["test_accuracy"])
+        try:
+            saved = load_safely(path)
+        except UnreadableFile as error:  # derived data: trained again and replaced
+            if log:
+                log(f"cached classifier {error}; training it again")
+        else:
+            model = FeatureClassifier(channels, classes)
+            model.load_state_dict(saved["weights"])
+            return model.eval(), float(saved["test_accuracy"])
     model, accuracy = train_classifier(dataset, epochs, seed, log)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"weights": model.state_dict(), "test_accuracy": accuracy}, path)
+        save_atomically({"weights": model.state_dict(), "test_accuracy": accuracy}, path)
     return model, accuracy

@@ -9,6 +9,13 @@ from __future__ import annotations
 import torch
 
 
+def check_batch(global_batch: int, samples: int, world_size: int = 1) -> None:
+    if global_batch % world_size:
+        raise ValueError(f"train.batch_size={global_batch} is not divisible by {world_size} workers")
+    if global_batch > samples:
+        raise ValueError(f"train.batch_size={global_batch} exceeds the {samples} training samples")
+
+
 class BatchSource:
     def __init__(
         self,
@@ -19,10 +26,7 @@ class BatchSource:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} workers")
-        if global_batch > len(x):
-            raise ValueError(f"batch size {global_batch} exceeds the {len(x)} training samples")
+        check_batch(global_batch, len(x), world_size)
         self.x, self.y = x, y
         self.global_batch = global_batch
         self.local_batch = global_batch // world_size

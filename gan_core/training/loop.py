@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gan_core.config import ExperimentConfig
+from gan_core.config import ConfigError, ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
 from gan_core.models import is_translator
@@ -35,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device='cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise ConfigError("train.device='cuda' is not allowed: no CUDA device is available here; use 'auto' or 'cpu'")
     return torch.device(name)
 
 

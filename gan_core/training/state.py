@@ -12,8 +12,6 @@ source draws domain B independently of domain A.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from torch import nn
 
 from gan_core.config import ExperimentConfig, OptimConfig, from_dict
 from gan_core.data import Dataset
+from gan_core.files import UnreadableFile, load_safely, save_atomically
 from gan_core.models import GAN, MODELS, Discriminator, DomainCritics, Generator, Translator
 from gan_core.training.batches import BatchSource
 from gan_core.training.ema import EMA
@@ -123,6 +122,20 @@ def build_models(config: ExperimentConfig, dataset: Dataset) -> GAN:
             f"{list(dataset.target.sample_shape)} differ in shape; translation models here need one shape"
         )
     return MODELS.get(config.model.name)(config.model, dataset.sample_shape, dataset.num_classes)
+
+
+def check_trainable(config: ExperimentConfig, dataset: Dataset, world_size: int = 1) -> None:
+    """Raise ValueError (ConfigError) now if `config` cannot train on `dataset`, before anything
+    slow (a feature classifier, a cluster) starts: the device, the models for this data's shape
+    and labels, the batch against the training set. Building the models on the CPU is cheap."""
+    from gan_core.training.batches import check_batch
+    from gan_core.training.loop import resolve_device
+
+    resolve_device(config.train.device)
+    build_models(config, dataset)
+    check_batch(config.train.batch_size, len(dataset.train_x), world_size)
+    if dataset.translation:
+        check_batch(config.train.batch_size, len(dataset.target.train_x), world_size)
 
 
 def build_state(
@@ -251,22 +264,18 @@ def _optimizer_to_cpu(state: dict[str, Any]) -> dict[str, Any]:
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
     """Write atomically: a crash mid-write never leaves a half checkpoint under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(ckpt, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_atomically(ckpt, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Safe load: tensors and plain containers only, never arbitrary pickled objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Safe load: tensors and plain containers only, never arbitrary pickled objects. A damaged
+    file raises UnreadableFile (a ValueError) naming it."""
+    try:
+        return load_safely(path)
+    except UnreadableFile as error:
+        raise UnreadableFile(
+            f"checkpoint {error}: delete it to fall back to the one before, or start over (--fresh)"
+        ) from None
 
 
 def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator | Translator:

@@ -109,6 +109,46 @@ def test_resume_with_a_different_config_is_refused(tmp_path: Path, capsys):
     assert "different config (optim.lr_g" in capsys.readouterr().err
 
 
+def test_fewer_steps_than_trained_are_refused_and_the_run_is_left_as_it_was(tmp_path: Path, capsys):
+    base = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "data.n_train=2000", "--set", "train.log_every=5"]  # fmt: skip
+    assert main([*base, "--set", "train.steps=10"]) == 0
+    assert main([*base, "--set", "train.steps=5"]) == 2
+    assert "train.steps=5 is not allowed: " in capsys.readouterr().err
+    assert "steps: 10" in (tmp_path / "r" / "config.yaml").read_text()  # was rewritten with 5
+
+
+def test_a_fresh_run_that_cannot_start_keeps_the_old_run_and_fails_before_any_work(tmp_path: Path, capsys):
+    """--fresh deleted the old checkpoints before the new config was found unable to train; and a
+    model that does not fit the data was refused only after the feature classifier had trained."""
+    base = ["train", "--local", "--out-root", str(tmp_path), "--name", "r", "--set", "train.steps=10"]
+    assert main([*base, "--preset", "ring", "--set", "data.n_train=2000"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--preset", "digits-dcgan", "--set", "data.name=ring", "--fresh"]) == 2
+    assert "DCGAN needs square images (C, H, H), got shape [2]" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "r" / "checkpoints").iterdir()] == ["step-000010.pt"]
+    assert "name: ring" in (tmp_path / "r" / "config.yaml").read_text()
+    assert main([*base, "--preset", "digits-dcgan", "--name", "big", "--set", "train.batch_size=5000"]) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size=5000 exceeds the 1438 training samples" in err
+    assert "classifier" not in err  # refused before the evaluation's classifier trained
+
+
+def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path: Path, capsys):
+    base = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "data.n_train=2000", "--set", "train.steps=10"]  # fmt: skip
+    assert main(base) == 0
+    newest = tmp_path / "r" / "checkpoints" / "step-000010.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a disk that filled up, a copy cut short
+    capsys.readouterr()
+    assert main([*base, "--set", "train.steps=20"]) == 2
+    assert main(["evaluate", str(newest)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines  # was a traceback of torch's zip reader
+    for line in lines:
+        assert f"checkpoint {newest} cannot be read as a torch file" in line and "--fresh" in line
+
+
 def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, capsys):
     from gan_core.outputs.run_lock import training_lock
 
@@ -155,3 +195,39 @@ def test_evaluate_a_run_folder_with_bootstrap_intervals(tmp_path: Path, monkeypa
             assert pair["ci_low"] <= pair["ci_high"]
     assert "ci_low" in report["metrics"]["high_quality"]
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["train", "--name", "../escaped", "--local"], "argument --name: '../escaped' is not allowed"),
+        (["train", "--name", "", "--local"], "argument --name: '' is not allowed"),
+        (["train", "--workers", "0"], "argument --workers: 0 is not allowed: an integer >= 1"),
+        (["evaluate", "runs/x", "--n-samples", "0"], "argument --n-samples: 0 is not allowed: an integer >= 10"),
+        (["evaluate", "runs/x", "--bootstrap", "-1"], "argument --bootstrap: -1 is not allowed: an integer >= 0"),
+        (["tune", "--resume", "a/b"], "argument --resume: 'a/b' is not allowed"),
+        (["pipeline", "--gpus-per-worker", "-1"], "argument --gpus-per-worker: -1 is not allowed: a number >= 0"),
+        (["bench", "quality", "--seeds", "0"], "argument --seeds: 0 is not allowed: an integer >= 1"),
+        (["bench", "quality", "--threads", "two"], "argument --threads: 'two' is not an integer"),
+    ],
+)
+def test_options_out_of_range_are_refused_where_they_are_read(argv, said, capsys):
+    """Each used to be taken: `--name ../x` wrote outside the runs folder, `--n-samples 0` was
+    read as the default, `--seeds 0` ended in an IndexError, `--threads 0` in a traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_help_names_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: None)" not in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_a_model_uri_mlflow_does_not_know_is_named_in_one_line(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["evaluate", "runs:/abc/model"]) == 2
+    assert capsys.readouterr().err.strip().endswith("\nganpipe evaluate: error: MLflow: Run with id=abc not found")

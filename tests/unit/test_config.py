@@ -49,6 +49,9 @@ def test_overrides_are_coerced_to_the_declared_type():
         ("optim.lr_schedule=step", "optim.lr_schedule"),
         ("optim.decay_start=1.0", "optim.decay_start"),
         ("optim.decay_to=1.5", "optim.decay_to"),
+        ("train.seed=99999999999999999999", "train.seed"),  # was "Overflow when unpacking long long"
+        ("data.seed=-1", "data.seed"),
+        ("eval.seed=4294967296", "eval.seed"),
     ],
 )
 def test_bad_values_and_unknown_keys_name_the_key(override: str, named: str):
@@ -85,6 +88,12 @@ def test_cross_field_rules():
         load_config(overrides=["loss.name=hinge", "loss.label_smoothing=0.1"])
     with pytest.raises(ConfigError, match="model.pack"):
         load_config(overrides=["model.pack=2", "model.conditioning=acgan"])
+    # torch.compile cannot differentiate twice (it failed mid-run with a traceback).
+    with pytest.raises(ConfigError, match=r"train.compile=True is not allowed: false with R1"):
+        load_config(overrides=["train.compile=true", "loss.r1_weight=0.1"])
+    with pytest.raises(ConfigError, match=r"train.compile=True is not allowed: false with WGAN-GP"):
+        load_config(overrides=["train.compile=true", "loss.name=wgan-gp"])
+    assert load_config(overrides=["train.compile=true"]).train.compile
 
 
 def test_malformed_override_and_files(tmp_path: Path):
@@ -95,6 +104,15 @@ def test_malformed_override_and_files(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n- not a map\n")
     with pytest.raises(ConfigError, match="must map sections"):
+        load_config(bad)
+    bad.write_text("optim: {lr_g:\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML at line 2, column 1: ") as error:
+        load_config(bad)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(ConfigError, match="bad.yaml is not text"):
         load_config(bad)
 
 

@@ -140,3 +140,16 @@ def test_bootstrap_intervals_are_bias_corrected_and_hold_the_estimate(digits_eva
     for name in ("frechet_distance", "recall", "coverage", "class_kl"):
         pair = report[name]
         assert pair["ci_low"] <= pair["value"] <= pair["ci_high"], (name, pair)
+
+
+def test_a_damaged_cached_classifier_is_trained_again_and_replaced(tmp_path):
+    from gan_core.metrics.classifier import classifier_key, load_or_train_classifier
+
+    digits = load_dataset("digits")
+    cached = tmp_path / f"classifier-{classifier_key(digits, 1, 0)}.pt"
+    cached.write_bytes(b"not a torch file")  # a write cut short (it used not to be atomic)
+    said: list[str] = []
+    _, accuracy = load_or_train_classifier(digits, tmp_path, epochs=1, log=said.append)
+    assert any(line.startswith(f"cached classifier {cached} cannot be read") for line in said), said
+    assert load_or_train_classifier(digits, tmp_path, epochs=1)[1] == accuracy  # the new one, read back
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # no temporary file left beside it

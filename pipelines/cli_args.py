@@ -1,0 +1,55 @@
+"""What the command line accepts, checked where argparse reads it: one line naming the option and
+what it allows, before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+
+# A run, search or pipeline name becomes a folder, an S3 prefix and an MLflow run name: one path
+# component ("../x" wrote outside the runs folder), of characters all three take.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless the help already names it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def run_name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not allowed: up to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An integer option's type that refuses values below `minimum`."""
+
+    def integer(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{number} is not allowed: an integer >= {minimum}")
+        return number
+
+    integer.__name__ = f"integer >= {minimum}"
+    return integer
+
+
+def non_negative(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: a number >= 0")
+    return number
