@@ -175,6 +175,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.local:
         from gan_core.local_run import train_local
 
+        if args.register:  # it was ignored: nothing registered, exit 0
+            raise ValueError("--register is not allowed with --local, which logs nothing to MLflow; drop --local")
+
         folder = Path(args.out_root) / name
         config = _with_local_data(config, Path(args.out_root) / ".cache")
         train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
@@ -308,9 +311,9 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     if lock is not None and isinstance(error, lock.RunBusy):  # the run is training elsewhere
         return str(error), error.exit_code
     mlflow_errors = sys.modules.get("mlflow.exceptions")
-    if mlflow_errors is not None and isinstance(error, mlflow_errors.MlflowException):
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # a URI or name typed wrong
-            return f"error: MLflow: {str(error.message).strip().splitlines()[0]}", 2
+    known = mlflow_errors is not None and isinstance(error, mlflow_errors.MlflowException)
+    if known and error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # a URI typed wrong
+        return f"error: MLflow: {str(error.message).strip().splitlines()[0]}", 2
     return None
 
 

@@ -15,6 +15,7 @@ from gan_core.data.prepared import dataset_version
 from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
 from gan_core.training import TrainingStopped, generator_from_checkpoint
+from gan_core.training.state import check_trainable
 from pipelines.datasets import load_for
 from pipelines.ray_train import FRAMES, TRACKING_BACKLOG, Scaling, load_result_checkpoint, run_trainer
 from pipelines.serving import log_generator_model
@@ -57,6 +58,7 @@ def train_distributed(
 
     with holding_run(checkpoints.child(run_name), f"run {run_name}", log):  # no second training of this run meanwhile
         dataset = load_for(config)
+        check_trainable(config, dataset, scaling.workers, trains_here=False)  # before Ray and MLflow
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
         ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
         return _train_and_publish(

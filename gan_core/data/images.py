@@ -71,10 +71,18 @@ def load_idx_folder(name: str, root: str | Path) -> Dataset:
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root {folder} is not a folder (dataset {name!r})")
-    arrays = {key: read_idx(_find(folder, stem)) for key, stem in IDX_FILES.items()}
+    paths = {key: _find(folder, stem) for key, stem in IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
     for part in ("train", "test"):
-        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
-        _check_pair(folder / IDX_FILES[f"{part}_images"], images, labels)
+        images, labels = f"{part}_images", f"{part}_labels"
+        _check_images(paths[images], arrays[images])
+        _check_labels(paths[labels], arrays[labels], paths[images], arrays[images])
+    train_size, test_size = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train_size != test_size:
+        raise IdxFormatError(
+            f"{paths['test_images']}: images of {test_size[0]}x{test_size[1]}, but the training images in "
+            f"{paths['train_images']} are {train_size[0]}x{train_size[1]}; both splits need one size"
+        )
     to_x = lambda a: scale_to_unit_range(torch.from_numpy(a.astype(np.float32)).unsqueeze(1), 255.0)  # noqa: E731
     to_y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
     return Dataset(
@@ -95,17 +103,22 @@ def _find(folder: Path, stem: str) -> Path:
     raise IdxFormatError(f"{folder}: missing {stem} (or {stem}.gz)")
 
 
-def _check_pair(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+def _check_images(path: Path, images: np.ndarray) -> None:
     if images.ndim != 3 or images.dtype != np.uint8:
         raise IdxFormatError(
             f"{path}: expected uint8 images of shape (N, H, W), got {images.dtype} {list(images.shape)}"
         )
     if images.shape[1] != images.shape[2]:
         raise IdxFormatError(f"{path}: images must be square, got {images.shape[1]}x{images.shape[2]}")
+    if len(images) == 0:  # an empty split trained a classifier on nothing, or failed in the metrics
+        raise IdxFormatError(f"{path}: holds no images")
+
+
+def _check_labels(path: Path, labels: np.ndarray, images_path: Path, images: np.ndarray) -> None:
     if labels.ndim != 1:
         raise IdxFormatError(f"{path}: labels must be one-dimensional, got shape {list(labels.shape)}")
     if len(images) != len(labels):
-        raise IdxFormatError(f"{path}: {len(images)} images but {len(labels)} labels in the matching labels file")
+        raise IdxFormatError(f"{path}: {len(labels)} labels for the {len(images)} images of {images_path}")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise IdxFormatError(f"{path}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
 

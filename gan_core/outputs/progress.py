@@ -24,18 +24,23 @@ class ProgressPrinter(Hook):
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.prefix = prefix
         self._start_time = 0.0
-        self._start_step = 0
+        self._last_time, self._last_step = 0.0, 0
 
     def on_start(self, state: TrainState) -> None:
-        self._start_time, self._start_step = time.perf_counter(), state.step
+        self._start_time = self._last_time = time.perf_counter()
+        self._last_step = state.step
         total = state.config.train.steps
         verb = f"resuming at step {state.step}" if state.step else "starting"
         self.write(f"{self.prefix}{verb}: {total} steps, batch {state.config.train.batch_size}, device {state.device}")
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
         total = state.config.train.steps
-        elapsed = time.perf_counter() - self._start_time
-        rate = (step - self._start_step) / max(elapsed, 1e-9)
+        now = time.perf_counter()
+        # Since the last line, as samples/s is: the first steps' one-off costs (allocation, cuDNN's
+        # search, compilation) would otherwise drag the rate down, and the ETA up, for the whole run.
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        elapsed = now - self._start_time
         eta = (total - step) / rate if rate > 0 else float("inf")
         shown = " ".join(f"{k} {metrics[k]:.3f}" for k in HEADLINE if k in metrics)
         self.write(

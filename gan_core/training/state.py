@@ -124,14 +124,16 @@ def build_models(config: ExperimentConfig, dataset: Dataset) -> GAN:
     return MODELS.get(config.model.name)(config.model, dataset.sample_shape, dataset.num_classes)
 
 
-def check_trainable(config: ExperimentConfig, dataset: Dataset, world_size: int = 1) -> None:
+def check_trainable(config: ExperimentConfig, dataset: Dataset, world_size: int = 1, trains_here: bool = True) -> None:
     """Raise ValueError (ConfigError) now if `config` cannot train on `dataset`, before anything
-    slow (a feature classifier, a cluster) starts: the device, the models for this data's shape
-    and labels, the batch against the training set. Building the models on the CPU is cheap."""
+    slow (a feature classifier, a cluster) starts: the models for this data's shape and labels,
+    the batch against the training set and the workers, and the device when training runs in
+    this process (a driver may lack the GPUs its workers have). Building the models is cheap."""
     from gan_core.training.batches import check_batch
     from gan_core.training.loop import resolve_device
 
-    resolve_device(config.train.device)
+    if trains_here:
+        resolve_device(config.train.device)
     build_models(config, dataset)
     check_batch(config.train.batch_size, len(dataset.train_x), world_size)
     if dataset.translation:

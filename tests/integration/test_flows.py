@@ -77,7 +77,7 @@ def test_bad_input_stops_the_flow_without_retries_or_writes(pipeline_env, tmp_pa
 
     state = prepare("mnist", str(folder), return_state=True)
     assert state.is_failed()
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.*labels must lie in 0\.\.9"):
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: labels must lie in 0\.\.9"):
         state.result()
     assert _task_runs(state) == {"read-source": 1}  # bad data: no retry, and the store step never ran
     assert bucket_keys(f"runs-{pipeline_env.home.name}/datasets/") == []

@@ -220,6 +220,11 @@ def test_options_out_of_range_are_refused_where_they_are_read(argv, said, capsys
     assert said in capsys.readouterr().err
 
 
+def test_register_with_local_is_refused(tmp_path: Path, capsys):
+    assert main(["train", "--local", "--out-root", str(tmp_path), "--register", "m"]) == 2
+    assert "--register is not allowed with --local" in capsys.readouterr().err
+
+
 def test_help_names_each_default_once(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

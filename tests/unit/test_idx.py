@@ -84,14 +84,30 @@ def test_mnist_style_folder_loads_scaled(tmp_path: Path, name: str, gz: bool):
 def test_mismatched_image_and_label_counts(tmp_path: Path):
     folder = _mnist_folder(tmp_path)
     write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(29, dtype=np.uint8))
-    with pytest.raises(IdxFormatError, match="30 images but 29 labels"):
+    # The labels file is named, as found (here .gz), beside the images it does not match.
+    expected = rf"{folder}/train-labels-idx1-ubyte.gz: 29 labels for the 30 images of {folder}/train-images-idx3"
+    with pytest.raises(IdxFormatError, match=expected):
         load_dataset("mnist", root=str(folder))
 
 
 def test_labels_out_of_range(tmp_path: Path):
     folder = _mnist_folder(tmp_path)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.full(10, 12, dtype=np.uint8))
-    with pytest.raises(IdxFormatError, match="labels must lie in 0..9"):
+    with pytest.raises(IdxFormatError, match=r"t10k-labels-idx1-ubyte.gz: labels must lie in 0\.\.9"):
+        load_dataset("mnist", root=str(folder))
+
+
+def test_an_empty_split_and_splits_of_two_sizes_are_refused(tmp_path: Path):
+    """Both were loaded: an empty test split failed in the metrics after training ("Eigenvalues did
+    not converge"), test images of another size were scored against the training size."""
+    folder = _mnist_folder(tmp_path)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", _images(0))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(0, dtype=np.uint8))
+    with pytest.raises(IdxFormatError, match=r"t10k-images-idx3-ubyte.gz: holds no images"):
+        load_dataset("mnist", root=str(folder))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((10, 16, 16), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10, dtype=np.uint8))
+    with pytest.raises(IdxFormatError, match=r"t10k-images-idx3-ubyte.gz: images of 16x16, but the training images"):
         load_dataset("mnist", root=str(folder))
 
 
