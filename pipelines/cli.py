@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run name; the output folder is OUT_ROOT/NAME (default: the preset or dataset name)",
     )
-    train.add_argument("--out-root", default="runs", help="folder that holds run folders")
+    train.add_argument(
+        "--out-root", default=None, help="(--local) folder that holds run folders (default: $GANPIPE_HOME, else runs)"
+    )
     train.add_argument("--local", action="store_true", help="train in this process with gan_core alone (no Ray)")
     train.add_argument("--fresh", action="store_true", help="(--local) start over instead of resuming")
     train.add_argument("--workers", type=at_least(1), default=2, help="Ray Train workers (data-parallel ranks)")
@@ -178,9 +180,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.register:  # it was ignored: nothing registered, exit 0
             raise ValueError("--register is not allowed with --local, which logs nothing to MLflow; drop --local")
 
-        folder = Path(args.out_root) / name
-        config = _with_local_data(config, Path(args.out_root) / ".cache")
-        train_local(config, folder, fresh=args.fresh, cache_dir=Path(args.out_root) / ".cache", log=_log)
+        home = Path(os.environ.get("GANPIPE_HOME", "runs"))
+        out_root = Path(args.out_root) if args.out_root else home
+        if out_root.exists() and not out_root.is_dir():
+            raise ValueError(f"--out-root {out_root} is a file; pass a folder (it holds one folder per run)")
+        config = _with_local_data(config, out_root / ".cache")
+        # The classifier cache `ganpipe evaluate` and the Ray runs use: trained once per dataset.
+        train_local(config, out_root / name, fresh=args.fresh, cache_dir=home / "classifiers", log=_log)
         return 0
     from gan_core.metrics import versus_real
     from pipelines.ray_train import Scaling

@@ -368,6 +368,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     for name in names:
         bench = BENCHMARKS[name]
         if args.preset:
+            _check_same_data(bench, args.preset, args.overrides)
             bench = Benchmark(bench.name, args.preset, bench.quick_steps, bench.target, bench.seconds)
         seeds = args.stacked_seeds if name == "stacked" and args.stacked_seeds else args.seeds
         steps = args.steps
@@ -399,11 +400,24 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
         print(table(bench, groups, per_seed=not args.ablation))
     print()
     for line in lines:
-        print(json.dumps(line))
+        print(_json_line(line))
     if args.jsonl:
         with open(args.jsonl, "a") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
+            handle.writelines(_json_line(line) + "\n" for line in lines)
     return 0
+
+
+def _check_same_data(bench: Benchmark, preset: str, overrides: list[str]) -> None:
+    """A benchmark's metrics exist only for its own dataset (a digits preset on ring ended in KeyError)."""
+    wanted = load_config(preset_path(bench.preset)).data.name
+    given = load_config(preset_path(preset), overrides).data.name
+    if given != wanted:
+        raise ValueError(f"--preset {preset} trains on {given}; benchmark {bench.name} measures {wanted}")
+
+
+def _json_line(line: dict[str, object]) -> str:
+    """Strict JSON: a standard error of one seed is unknown, null rather than NaN (which JSON lacks)."""
+    return json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in line.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

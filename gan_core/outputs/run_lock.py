@@ -26,7 +26,9 @@ class RunBusy(RuntimeError):
 
 @contextlib.contextmanager
 def training_lock(folder: Path) -> Iterator[None]:
-    """While inside, this process alone trains in `folder`; raises RunBusy if another does."""
+    """While inside, this process alone trains in `folder`; raises RunBusy if another does. A folder
+    made here and left holding nothing but the lock (a run that could not start) is removed."""
+    made_here = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / LOCK_FILE, "a+") as lock:
         try:
@@ -43,3 +45,6 @@ def training_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             lock.truncate(0)
+            if made_here and [p.name for p in folder.iterdir()] == [LOCK_FILE]:  # still ours: we hold the lock
+                (folder / LOCK_FILE).unlink()
+                folder.rmdir()

@@ -11,6 +11,12 @@ import pytest
 from pipelines.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch) -> None:
+    """Caches (the digits classifier) and runs without --out-root go here, not into the checkout."""
+    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
+
+
 def test_help_lists_subcommands(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -23,7 +29,7 @@ def test_help_lists_subcommands(capsys):
 def test_subcommand_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "(default: runs)" in capsys.readouterr().out
+    assert "(default: 2)" in capsys.readouterr().out  # --workers
 
 
 @pytest.mark.parametrize(
@@ -132,6 +138,7 @@ def test_a_fresh_run_that_cannot_start_keeps_the_old_run_and_fails_before_any_wo
     err = capsys.readouterr().err
     assert "train.batch_size=5000 exceeds the 1438 training samples" in err
     assert "classifier" not in err  # refused before the evaluation's classifier trained
+    assert not (tmp_path / "big").exists()  # no folder left holding only a lock file
 
 
 def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path: Path, capsys):
@@ -218,6 +225,23 @@ def test_options_out_of_range_are_refused_where_they_are_read(argv, said, capsys
         main(argv)
     assert exit_info.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_local_runs_and_their_classifier_live_under_ganpipe_home(tmp_path: Path, capsys):
+    """--out-root defaulted to ./runs and the classifier was cached in OUT_ROOT/.cache, where
+    `ganpipe evaluate` (GANPIPE_HOME/classifiers) did not look and trained it again."""
+    args = ["train", "--local", "--preset", "digits-dcgan", "--name", "d", "--set", "train.steps=2",
+            "--set", "eval.classifier_epochs=1", "--set", "eval.n_samples=100"]  # fmt: skip
+    assert main(args) == 0
+    home = tmp_path / "home"
+    assert (home / "d" / "checkpoints" / "step-000002.pt").is_file()
+    assert len(list((home / "classifiers").glob("classifier-digits-*.pt"))) == 1
+    capsys.readouterr()
+    assert main(["evaluate", str(home / "d"), "--bootstrap", "0", "--n-samples", "100"]) == 0
+    assert "feature classifier" not in capsys.readouterr().err  # read from the cache, not trained
+    (tmp_path / "afile").write_text("")
+    assert main(["train", "--local", "--out-root", str(tmp_path / "afile")]) == 2
+    assert "--out-root " + str(tmp_path / "afile") + " is a file" in capsys.readouterr().err
 
 
 def test_register_with_local_is_refused(tmp_path: Path, capsys):

@@ -101,5 +101,15 @@ def test_first_seed_adds_seeds_and_each_run_shows_progress(capsys, tmp_path):
     # Progress every tenth of the run, named by benchmark and seed (a stacked run takes an hour).
     assert "ring ring-hq seed 3: step 2/20 ( 10%)" in captured.err
     assert "ring ring-hq seed 3: step 20/20 (100%)" in captured.err
-    run, summary = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    strict = lambda text: json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))  # noqa: E731
+    run, summary = [strict(line) for line in jsonl.read_text().splitlines()]
     assert run["seed"] == 3 and summary["runs"] == 1
+    assert summary["modes_se"] is None  # one seed has no standard error; it was printed as NaN
+
+
+def test_a_preset_of_another_dataset_is_refused_before_training():
+    parser = argparse.ArgumentParser()
+    quality.add_arguments(parser)
+    args = parser.parse_args(["--bench", "ring", "--preset", "digits-dcgan", "--jobs", "1"])
+    with pytest.raises(ValueError, match="--preset digits-dcgan trains on digits; benchmark ring measures ring"):
+        quality.run(args, log=lambda line: pytest.fail(f"trained: {line}"))
