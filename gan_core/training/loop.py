@@ -1,7 +1,8 @@
 """The training loop: k discriminator steps, one generator step, EMA, report. Repeat.
 
 Metrics stay on the device and are read once per `train.log_every` steps, so the loop never
-waits on the accelerator in between. What a discriminator or generator step does depends on the
+waits on the accelerator in between (data-parallel ranks also read one stop flag about once a
+second, see agreement.py). What a discriminator or generator step does depends on the
 kind of model: a GAN drawing from noise (`GANPhases`) or a translation model such as DiscoGAN,
 whose "generator" is a pair of generators and "discriminator" a critic per domain
 (`TranslationPhases`); the loop around them is the same.
