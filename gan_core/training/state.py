@@ -134,7 +134,8 @@ def check_trainable(config: ExperimentConfig, dataset: Dataset, world_size: int 
 
     if trains_here:
         resolve_device(config.train.device)
-    build_models(config, dataset)
+    with torch.random.fork_rng(devices=[]):  # initialising weights draws from the global generator
+        build_models(config, dataset)
     check_batch(config.train.batch_size, len(dataset.train_x), world_size)
     if dataset.translation:
         check_batch(config.train.batch_size, len(dataset.target.train_x), world_size)

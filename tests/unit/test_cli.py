@@ -244,6 +244,16 @@ def test_local_runs_and_their_classifier_live_under_ganpipe_home(tmp_path: Path,
     assert "--out-root " + str(tmp_path / "afile") + " is a file" in capsys.readouterr().err
 
 
+def test_a_distributed_run_that_cannot_train_is_refused_before_ray_starts(tmp_path: Path, monkeypatch, capsys):
+    import pipelines.ray_cluster
+
+    monkeypatch.setattr(pipelines.ray_cluster, "ensure_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    args = ["train", "--preset", "digits-dcgan", "--workers", "3", "--set", "train.batch_size=100"]
+    assert main(args) == 2
+    assert "train.batch_size=100 is not divisible by 3 workers" in capsys.readouterr().err
+    assert not list((tmp_path / "home" / "storage" / "checkpoints").glob("*/lease.json"))  # released
+
+
 def test_register_with_local_is_refused(tmp_path: Path, capsys):
     assert main(["train", "--local", "--out-root", str(tmp_path), "--register", "m"]) == 2
     assert "--register is not allowed with --local" in capsys.readouterr().err
