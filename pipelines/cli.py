@@ -192,6 +192,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipelines.ray_train import Scaling
     from pipelines.train import train_distributed
 
+    for flag, given in (("--fresh", args.fresh), ("--out-root", args.out_root)):  # they were ignored
+        if given:
+            raise ValueError(f"{flag} is not allowed without --local; a Ray run lives in storage under its --name")
+
     scaling = Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker, args.sync_batchnorm, args.max_failures)
     result = train_distributed(config, name, scaling, log=_log, register_as=args.register)
     _log(f"{'resumed and ' if result.resumed else ''}trained {name} to step {result.steps}; MLflow run {result.run_id}")

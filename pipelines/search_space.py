@@ -52,9 +52,10 @@ def space_path(name_or_path: str) -> Path:
 
 def load_space(name_or_path: str, base: ExperimentConfig) -> list[Dimension]:
     path = space_path(name_or_path)
-    content = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"search space {path} must map dotted keys to distributions")
+    content = yaml.safe_load(path.read_text())
+    if not isinstance(content, dict) or not content:  # an empty space ran one trial of the base config
+        example = "optim.lr_g: {loguniform: [1.0e-4, 1.0e-3]}"
+        raise ConfigError(f"search space {path} must map dotted keys to distributions, e.g. {example}")
     dimensions = []
     for key, spec in content.items():
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
@@ -62,7 +63,7 @@ def load_space(name_or_path: str, base: ExperimentConfig) -> list[Dimension]:
                 f"search space {path}: {key} must be one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}"
             )
         kind, args = next(iter(spec.items()))
-        args = tuple(args) if isinstance(args, list | tuple) else (args,)
+        args = tuple(_number(a) for a in (args if isinstance(args, list | tuple) else (args,)))
         if kind in ("uniform", "loguniform", "randint") and (len(args) != 2 or not args[0] < args[1]):
             raise ConfigError(f"search space {path}: {key}: {kind} needs [low, high] with low < high, got {list(args)}")
         if kind in ("choice", "grid") and not args:
@@ -72,6 +73,16 @@ def load_space(name_or_path: str, base: ExperimentConfig) -> list[Dimension]:
             apply_overrides(base, {dimension.key: value if kind != "randint" else int(value)})
         dimensions.append(dimension)
     return dimensions
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads 1e-4 (no dot) as a string: such a value becomes the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(base: ExperimentConfig, params: dict[str, Any]) -> ExperimentConfig:
@@ -101,6 +112,13 @@ def to_tune(dimensions: list[Dimension]) -> dict[str, Any]:
 
 
 def pbt_mutations(dimensions: list[Dimension]) -> dict[str, Any]:
-    """PBT may perturb only what can change mid-training: optimiser and loss weights."""
-    space = to_tune([d for d in dimensions if d.kind != "grid"])
-    return {k: v for k, v in space.items() if k.startswith(("optim.", "loss.")) and k != "loss.name"}
+    """PBT may perturb only what can change mid-training: optimiser and loss weights. A choice is
+    handed over as a plain list, the only form Ray's PBT resamples or steps along: any other
+    mutation it multiplies by 0.8 or 1.2, which fails on strings (optim.lr_schedule) and takes
+    numbers out of the listed set."""
+    mutable = [
+        d for d in dimensions if d.kind != "grid" and d.key.startswith(("optim.", "loss.")) and d.key != "loss.name"
+    ]
+    space = to_tune([d for d in mutable if d.kind != "choice"])
+    space.update({d.key: list(d.args) for d in mutable if d.kind == "choice"})
+    return space

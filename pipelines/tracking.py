@@ -40,6 +40,24 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     return client.create_experiment(settings.experiment, artifact_location=location)
 
 
+def check_same_config(client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any]) -> None:
+    """Raise ConfigError if `run_name` exists and was trained with other values than `params` (only
+    train.steps may grow): Ray Train would resume its checkpoint under the new config, silently
+    with another learning rate, or crashing three times on weights of another shape."""
+    from gan_core.config import ConfigError
+
+    exp = client.get_experiment_by_name(settings.experiment)
+    found = exp and client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    if not found:
+        return
+    saved = found[0].data.params
+    # A key the run never logged is a config field newer than the run: it cannot tell.
+    changed = sorted(k for k, v in params.items() if k != "train.steps" and k in saved and saved[k] != _param(v))
+    if changed:
+        detail = ", ".join(f"{k}: {saved[k]} -> {_param(params[k])}" for k in changed)
+        raise ConfigError(f"run {run_name} was trained with a different config ({detail}); use another --name")
+
+
 def find_or_create_run(
     client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any], tags: dict[str, str]
 ) -> tuple[str, bool]:

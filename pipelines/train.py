@@ -60,6 +60,7 @@ def train_distributed(
         dataset = load_for(config)
         check_trainable(config, dataset, scaling.workers, trains_here=False)  # before Ray and MLflow
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
+        tracking.check_same_config(client, settings, run_name, config.flat())  # a resume must not change it
         ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
         return _train_and_publish(
             config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap

@@ -42,6 +42,9 @@ def trial_resources(options: SearchOptions, log: Callable[[str], None]) -> tuple
 
     cluster = ray.cluster_resources()
     need = {k: v * options.workers_per_trial for k, v in worker_resources(options).items() if v > 0}
+    # The trial's own driver holds DRIVER too: without it, a trial whose workers take every CPU
+    # "fitted", and Ray waited for ever for CPUs the driver held.
+    need["CPU"] = need.get("CPU", 0.0) + DRIVER["cpu"]
     fits = min(int(cluster.get(k, 0.0) // v) for k, v in need.items())
     if fits < 1:
         raise ValueError(f"a trial of {options.workers_per_trial} workers needs {need}; the cluster has {cluster}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gan_core.config import load_config, preset_path
 from pipelines.cli import main
 
 
@@ -252,6 +253,36 @@ def test_a_distributed_run_that_cannot_train_is_refused_before_ray_starts(tmp_pa
     assert main(args) == 2
     assert "train.batch_size=100 is not divisible by 3 workers" in capsys.readouterr().err
     assert not list((tmp_path / "home" / "storage" / "checkpoints").glob("*/lease.json"))  # released
+
+
+def test_a_ray_run_resumed_with_another_config_is_refused_before_ray_starts(tmp_path: Path, monkeypatch, capsys):
+    """Ray Train resumed the checkpoint under the new config: silently with another learning rate,
+    or failing three times on weights of another shape (and marking the finished run FAILED)."""
+    import pipelines.ray_cluster
+    from pipelines import tracking
+    from pipelines.settings import Settings
+
+    config = load_config(preset_path("ring"))
+    client = tracking.client_for(Settings.from_env())
+    tracking.find_or_create_run(client, Settings.from_env(), "r", config.flat(), {})  # as a first training left it
+
+    class RayStarting(Exception):
+        pass
+
+    def ensure_ray(*args, **kwargs):
+        raise RayStarting
+
+    monkeypatch.setattr(pipelines.ray_cluster, "ensure_ray", ensure_ray)
+    assert main(["train", "--preset", "ring", "--name", "r", "--set", "optim.lr_g=1e-3"]) == 2
+    assert "run r was trained with a different config (optim.lr_g: 0.0005 -> 0.001)" in capsys.readouterr().err
+    with pytest.raises(RayStarting):  # more steps: the same run, continued
+        main(["train", "--preset", "ring", "--name", "r", "--set", "train.steps=5000"])
+
+
+@pytest.mark.parametrize("flag", [["--fresh"], ["--out-root", "elsewhere"]])
+def test_local_only_flags_are_refused_for_a_ray_run(flag, capsys):
+    assert main(["train", "--preset", "ring", *flag]) == 2
+    assert f"{flag[0]} is not allowed without --local" in capsys.readouterr().err
 
 
 def test_register_with_local_is_refused(tmp_path: Path, capsys):
