@@ -83,6 +83,15 @@ def mark_ended(client: MlflowClient, run_id: str, status: str, log: Callable[[st
         log(f"could not mark MLflow run {run_id} {status}: {first_line(error)}")
 
 
+def end_children(client: MlflowClient, parent_id: str, status: str, log: Callable[[str], None] = print) -> None:
+    """Mark `status` the child runs of `parent_id` still RUNNING. Tune ends a trial at the report it
+    decides on (ASHA stopping it, the last milestone), so the trial never closes its own run."""
+    experiment = client.get_run(parent_id).info.experiment_id
+    query = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    for child in client.search_runs([experiment], query):
+        mark_ended(client, child.info.run_id, status, log)
+
+
 def log_metrics(
     client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None
 ) -> None:

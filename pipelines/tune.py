@@ -348,6 +348,7 @@ def _search(
     try:
         with noticing_signals() as signals, sigterm_as_ctrl_c():
             grid = tuner.fit()
+        tracking.end_children(client, parent_id, "KILLED" if signals.stop_signal else "FINISHED", log)
         if signals.stop_signal:
             raise_interrupted(grid, name, expected_trials(options.num_samples, dimensions), signals.stop_signal)
         return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)

@@ -60,13 +60,12 @@ def gan_pipeline(
 
     searched = None
     if search_samples > 0:
-        searched = stages.finished("search") or stages.record(
-            "search",
-            steps.search(
-                _search_base(base, search_steps),
-                _search_options(search_space, search_samples, search_scheduler),
-                f"{name}-{data.version}",
-            ),  # fmt: skip
+        search_base = _search_base(base, search_steps)
+        options = _search_options(search_space, search_samples, search_scheduler)
+        # Another preset, override, space or budget is another search (it was reused by name alone).
+        search_key = _search_key(search_base, options)
+        searched = stages.finished(f"search-{search_key}") or stages.record(
+            f"search-{search_key}", steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
         )
         storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched["best_params"]).encode())
     config = _training_config(base, searched, storage.child("pipelines", name), train_steps)
@@ -107,6 +106,13 @@ def gan_pipeline(
 
 def _search_base(base: ExperimentConfig, search_steps: int) -> dict[str, Any]:
     return apply_overrides(base, {"train.steps": search_steps}).to_dict()
+
+
+def _search_key(search_base: dict[str, Any], options: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([search_base, options], sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _search_options(space: str, samples: int, scheduler: str) -> dict[str, Any]:

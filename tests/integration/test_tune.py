@@ -56,6 +56,7 @@ def test_asha_stops_weak_trials_and_finds_the_better_config(settings, ray_cluste
     children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
     assert len(children) == 4
     assert all("objective" in c.data.metrics and "high_quality" in c.data.metrics for c in children)
+    assert {c.info.status for c in children} == {"FINISHED"}  # Tune ends trials; they stayed RUNNING
 
 
 def test_pbt_exploits_a_checkpoint(settings, ray_cluster, tmp_path: Path):

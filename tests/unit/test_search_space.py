@@ -61,3 +61,16 @@ def test_a_trial_whose_workers_take_every_cpu_is_refused_not_left_waiting(monkey
     with pytest.raises(ValueError, match=r"a trial of 2 workers needs \{'CPU': 2.01\}"):
         trial_resources(options, log=lambda line: None)
     assert trial_resources(SearchOptions(space="ring", workers_per_trial=2, cpus_per_trial=1.8), print)[1] == 1
+
+
+def test_a_pipeline_reuses_a_search_only_for_the_same_base_and_options():
+    """Its search was recorded by pipeline name and data version alone: a re-run with another preset
+    applied the old preset's winning values to the new one."""
+    from pipelines.flows.pipeline import _search_base, _search_key, _search_options
+
+    ring = _search_base(load_config(preset_path("ring")), 600)
+    options = _search_options("ring", 4, "asha")
+    assert _search_key(ring, options) == _search_key(dict(ring), dict(options))
+    assert _search_key(_search_base(load_config(preset_path("ring-hq")), 600), options) != _search_key(ring, options)
+    assert _search_key(_search_base(load_config(preset_path("ring")), 300), options) != _search_key(ring, options)
+    assert _search_key(ring, _search_options("ring", 4, "pbt")) != _search_key(ring, options)
