@@ -162,10 +162,8 @@ def _decide(client, settings, name, version, margin, resamples, log, dry_run) ->
             name, candidate.version, champion.version, False, "already the champion", float("nan"), recorded=True
         )
     recorded = candidate.tags.get(_decision_tag(champion))
-    if recorded:  # idempotent: the same pair was already decided on the same protocol
-        decision = Decision(**json.loads(recorded))
-        decision.recorded = True
-        return decision
+    if recorded and Decision(**json.loads(recorded)).margin == margin:  # this pair, decided on this protocol
+        return _as_recorded(Decision(**json.loads(recorded)), dry_run)
 
     import mlflow
 
@@ -231,6 +229,20 @@ def _paired_interval(evaluator: Evaluator, challenger, champion, resamples: int)
         differences.append(a - b)
     values = torch.tensor(differences, dtype=torch.float64)
     return float(values.quantile(0.025)), float(values.quantile(0.975))
+
+
+def _as_recorded(decision: Decision, dry_run: bool) -> Decision:
+    """A decision read back moves nothing. One that promoted the candidate over this very champion
+    was undone since (`ganpipe rollback`): it is reported as such, not as a promotion (the
+    command used to say it had moved the champion when it had not)."""
+    decision.recorded, decision.dry_run = True, dry_run
+    if decision.promoted:
+        decision.promoted = False
+        decision.reason = (
+            f"version {decision.challenger} was promoted over version {decision.champion} before and rolled back "
+            f"since; the champion stays (recorded: {decision.reason})"
+        )
+    return decision
 
 
 def _decision_tag(champion) -> str:

@@ -97,6 +97,12 @@ def test_register_promote_refuse_rollback_and_race(settings, trained):
 
     assert rollback(client, MODEL) == (fair, good)
     assert _alias(client, CHAMPION) == fair and _alias(client, PREVIOUS) == good
+    # The recorded "good beats fair" moves nothing now, and says so (it used to read as a promotion).
+    undone = promote(client, settings, MODEL, version=good, resamples=50)
+    assert undone.recorded and not undone.promoted and "rolled back since" in undone.reason, undone
+    assert _alias(client, CHAMPION) == fair
+    # Another margin is another protocol: decided again, not read back.
+    assert not promote(client, settings, MODEL, version=good, margin=0.5, dry_run=True, resamples=50).recorded
 
     # Two promotions race: a good and a poor candidate against the fair champion.
     mlflow.set_tracking_uri(settings.tracking_uri)
