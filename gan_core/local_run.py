@@ -27,6 +27,7 @@ import yaml
 
 from gan_core.config import ConfigError, ExperimentConfig, from_dict
 from gan_core.data import load_dataset
+from gan_core.files import UnreadableFile
 from gan_core.metrics import CollapseWatch, Evaluator, versus_real
 from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
@@ -66,7 +67,10 @@ def _train_in(
     extra_hooks: list[Hook] | None,
 ) -> LocalRunResult:
     checkpoints = folder / "checkpoints"
-    resume = None if fresh else latest_checkpoint(checkpoints)
+    try:
+        resume = None if fresh else latest_checkpoint(checkpoints)
+    except UnreadableFile as error:
+        raise UnreadableFile(f"{error}: delete it to resume from the one before, or pass --fresh") from None
     if resume is not None:
         _check_same_run(resume, config, folder)
     dataset = load_dataset(config.data.name, config.data.root, config.data.n_train, config.data.seed)

@@ -235,6 +235,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipelines.evaluation import evaluate_source
     from pipelines.settings import Settings
 
+    if args.json_out and not Path(args.json_out).parent.is_dir():  # known before minutes of evaluation
+        raise FileNotFoundError(f"--json {args.json_out}: folder {Path(args.json_out).parent} does not exist")
     summary = evaluate_source(args.source, Settings.from_env(), args.n_samples, args.bootstrap, log=_log)
     text = json.dumps(summary, indent=2)
     print(text)

@@ -276,9 +276,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return load_safely(path)
     except UnreadableFile as error:
-        raise UnreadableFile(
-            f"checkpoint {error}: delete it to fall back to the one before, or start over (--fresh)"
-        ) from None
+        raise UnreadableFile(f"checkpoint {error}") from None
 
 
 def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator | Translator:

@@ -154,7 +154,11 @@ def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path: Path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2, lines  # was a traceback of torch's zip reader
     for line in lines:
-        assert f"checkpoint {newest} cannot be read as a torch file" in line and "--fresh" in line
+        assert f"checkpoint {newest} cannot be read as a torch file" in line
+    assert "pass --fresh" in lines[0] and "--fresh" not in lines[1]  # resuming can start over; evaluating cannot
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    assert main(["evaluate", str(tmp_path / "notes.txt")]) == 2  # was "error: pop from empty list"
+    assert "notes.txt cannot be read as a torch file (not a torch file of tensors)" in capsys.readouterr().err
 
 
 def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, capsys):
@@ -285,6 +289,20 @@ def test_local_only_flags_are_refused_for_a_ray_run(flag, capsys):
     assert f"{flag[0]} is not allowed without --local" in capsys.readouterr().err
 
 
+def test_the_checkpoint_folder_a_ray_run_names_can_be_evaluated(tmp_path: Path, capsys):
+    """`ganpipe train` ends with "checkpoints: FOLDER"; evaluating that folder found nothing."""
+    assert main(["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+                 "--set", "data.n_train=2000", "--set", "train.steps=10"]) == 0  # fmt: skip
+    storage = tmp_path / "storage" / "checkpoints" / "r"
+    saved = (tmp_path / "r" / "checkpoints" / "step-000010.pt").read_bytes()
+    for stamp in ("2026-12-01_10-00-00.000001", "2026-12-01_10-05-00.000001"):
+        (storage / f"checkpoint_{stamp}").mkdir(parents=True)
+        (storage / f"checkpoint_{stamp}" / "state.pt").write_bytes(saved)
+    capsys.readouterr()
+    assert main(["evaluate", str(storage), "--bootstrap", "0", "--n-samples", "100"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == f"{storage} (step 10)"
+
+
 def test_register_with_local_is_refused(tmp_path: Path, capsys):
     assert main(["train", "--local", "--out-root", str(tmp_path), "--register", "m"]) == 2
     assert "--register is not allowed with --local" in capsys.readouterr().err
@@ -300,4 +318,9 @@ def test_a_model_uri_mlflow_does_not_know_is_named_in_one_line(tmp_path: Path, m
     monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["evaluate", "runs:/abc/model"]) == 2
-    assert capsys.readouterr().err.strip().endswith("\nganpipe evaluate: error: MLflow: Run with id=abc not found")
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == "ganpipe evaluate: error: runs:/abc/model: Run with id=abc not found"
+    assert main(["evaluate", "models:/"]) == 2  # was a traceback
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("ganpipe evaluate: error: models:/: ")
+    assert main(["evaluate", "runs/x", "--json", str(tmp_path / "nowhere" / "x.json")]) == 2
+    assert "--json " + str(tmp_path / "nowhere" / "x.json") + ": folder" in capsys.readouterr().err
