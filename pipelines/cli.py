@@ -208,6 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from pipelines.tune import SearchOptions, run_search
 
+    if args.resume and (args.space or args.preset or args.config or args.overrides or args.model_name):
+        raise ValueError(f"--resume {args.resume} continues the search as it was saved; drop the other config options")
     config = resolve_config(args)
     if not args.resume and not args.space:
         raise ValueError("--space is required (a shipped space: ring, grid, digits; or a YAML file)")

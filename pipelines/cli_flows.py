@@ -20,7 +20,7 @@ def add_flow_commands(commands: Any) -> None:
     prepare.add_argument("source", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
     prepare.add_argument("--root", default="", help="IDX folder for mnist/fashion-mnist: a path or s3://bucket/prefix")
     prepare.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
-    prepare.add_argument("--seed", type=int, default=0, help="seed of the draw and of the train/test split")
+    prepare.add_argument("--seed", type=at_least(0), default=0, help="seed of the draw and of the train/test split")
     prepare.set_defaults(handler=cmd_prepare)
 
     pipeline = commands.add_parser(
@@ -65,6 +65,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from pipelines.flows.ephemeral_server import start_ephemeral_server_deaf_to_ctrl_c
     from pipelines.flows.prepare import prepare
 
+    _check_source(args.source, args.root, "--root")  # before Prefect starts: one line, not its traceback
     start_ephemeral_server_deaf_to_ctrl_c()
 
     version = prepare(args.source, args.root, args.n_train, args.seed)
@@ -78,6 +79,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from pipelines.flows.pipeline import gan_pipeline
     from pipelines.settings import Settings
 
+    _check_source(args.source, args.source_root, "--source-root")
     start_ephemeral_server_deaf_to_ctrl_c()
 
     summary = gan_pipeline(
@@ -121,8 +123,38 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--param {item!r}: the value after '=' must be JSON (quote strings: key='\"text\"')"
             ) from None
+    _check_deployment(parameters, {"--nightly-cron": args.nightly_cron, "--weekly-cron": args.weekly_cron})
     ids = deploy(pool, schedules(args.nightly_cron, args.weekly_cron, parameters))
     for name, deployment_id in ids.items():
         print(f"{name}  {deployment_id}  (pool {pool})")
     print(f"start a worker: prefect worker start --pool {pool} --type process", file=sys.stderr)
     return 0
+
+
+def _check_deployment(parameters: dict[str, Any], crons: dict[str, str]) -> None:
+    """Refuse what every scheduled run would fail on, now: an unknown parameter name, a bad cron."""
+    import inspect
+
+    import pydantic
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from pipelines.flows.pipeline import gan_pipeline
+
+    known = list(inspect.signature(gan_pipeline.fn).parameters)
+    for key in parameters:
+        if key not in known:
+            raise ValueError(f"--param {key}: gan-pipeline has no such parameter; it has {', '.join(known)}")
+    for flag, cron in crons.items():
+        try:
+            CronSchedule(cron=cron)
+        except pydantic.ValidationError:
+            raise ValueError(f"{flag} {cron!r} is not a cron expression (minute hour day month weekday)") from None
+
+
+def _check_source(source: str, root: str, root_flag: str) -> None:
+    from pipelines.datasets import IDX_SOURCES, PREPARABLE
+
+    if source not in PREPARABLE:
+        raise ValueError(f"source {source!r} cannot be prepared; allowed: {', '.join(PREPARABLE)}")
+    if source in IDX_SOURCES and not root:
+        raise ValueError(f"source {source} is read from IDX files: pass {root_flag} (a folder or s3://bucket/prefix)")

@@ -267,6 +267,10 @@ def _apply(client: MlflowClient, name: str, decision: Decision, champion) -> Non
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     """`champion` back to `previous-champion`; the demoted version becomes `previous-champion`."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise PromotionError(f"no registered model named {name!r}") from None
     with promotion_lock(client, name):
         previous = _version_by_alias(client, name, PREVIOUS)
         current = _version_by_alias(client, name, CHAMPION)

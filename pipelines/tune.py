@@ -274,14 +274,13 @@ def _search(
 
     filesystem, root = storage.child("tune").pyarrow()
     folder = settings.home / "tune" / name
-    folder.mkdir(parents=True, exist_ok=True)
-
     spec_path = folder / SPEC_FILE
     if resume:
         if not spec_path.is_file():
             raise FileNotFoundError(f"no search named {name!r} to resume ({spec_path} is missing)")
         saved = json.loads(spec_path.read_text())
         base, options = from_dict(saved["base"]), SearchOptions(**saved["options"])
+    requested = base  # best.yaml starts from it, without the search's checkpoint and log cadence
     steps = base.train.steps
     milestone = max(1, steps // options.milestones)
     base = apply_overrides(
@@ -311,7 +310,8 @@ def _search(
         "storage_uri": settings.storage_uri,
         "tracking_wait_s": settings.tracking_wait_s,
     }
-    spec_path.write_text(json.dumps({"base": base.to_dict(), "options": asdict(options)}, indent=2))
+    folder.mkdir(parents=True, exist_ok=True)  # once the search is known to be sound
+    spec_path.write_text(json.dumps({"base": requested.to_dict(), "options": asdict(options)}, indent=2))
 
     if options.workers_per_trial > 1:  # the trial drives a TorchTrainer
         from pipelines.tune_workers import run_trial_on_workers, trial_resources
@@ -351,7 +351,7 @@ def _search(
         tracking.end_children(client, parent_id, "KILLED" if signals.stop_signal else "FINISHED", log)
         if signals.stop_signal:
             raise_interrupted(grid, name, expected_trials(options.num_samples, dimensions), signals.stop_signal)
-        return _summarise(grid, base, name, folder, client, parent_id, dimensions, log, filesystem)
+        return _summarise(grid, requested, name, folder, client, parent_id, dimensions, log, filesystem)
     # SystemExit: a SIGTERM outside fit() meets Ray's handler in the driver, which calls sys.exit
     except (SearchInterrupted, KeyboardInterrupt, SystemExit):
         tracking.mark_ended(client, parent_id, "KILLED", log)

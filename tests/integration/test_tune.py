@@ -47,7 +47,10 @@ def test_asha_stops_weak_trials_and_finds_the_better_config(settings, ray_cluste
     assert result.best_config.loss.r1_weight == 0.1
     for name in ("best.yaml", "results.csv", "results.md", "best_samples.png"):
         assert (result.folder / name).is_file(), name
-    load_config(result.folder / "best.yaml")  # what `ganpipe train --config` accepts
+    best = load_config(result.folder / "best.yaml")  # what `ganpipe train --config` accepts
+    # The search's own cadence (a checkpoint at each milestone) is not the config to train with.
+    base = _base().train
+    assert (best.train.checkpoint_every, best.train.log_every) == (base.checkpoint_every, base.log_every)
 
     # Trial checkpoints are in the bucket; the parent MLflow run has a child per trial.
     assert any("/tune/asha/" in k and k.endswith("state.pt") for k in bucket_keys(f"runs-{settings.home.name}/"))

@@ -324,3 +324,24 @@ def test_a_model_uri_mlflow_does_not_know_is_named_in_one_line(tmp_path: Path, m
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("ganpipe evaluate: error: models:/: ")
     assert main(["evaluate", "runs/x", "--json", str(tmp_path / "nowhere" / "x.json")]) == 2
     assert "--json " + str(tmp_path / "nowhere" / "x.json") + ": folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["prepare", "digitz"], "source 'digitz' cannot be prepared; allowed: digits, ring, grid, mnist, fashion"),
+        (["rollback", "ring-generatr"], "no registered model named 'ring-generatr'"),  # was: has no previous-champion
+        (["pipeline", "--source", "mnist"], "source mnist is read from IDX files: pass --source-root"),
+        (["deploy", "--param", 'presett="ring"'], "--param presett: gan-pipeline has no such parameter; it has name,"),
+        (["deploy", "--nightly-cron", "61 2 * * *"], "--nightly-cron '61 2 * * *' is not a cron expression"),
+        (["tune", "--resume", "s1", "--preset", "ring"], "--resume s1 continues the search as it was saved"),
+    ],
+)
+def test_mistakes_are_refused_before_prefect_or_ray_start(argv, said, monkeypatch, capsys):
+    """Each used to end in Prefect's tracebacks (60 to 190 lines), or to be accepted: an unknown
+    deployment parameter failed every scheduled run, extra options beside --resume were ignored."""
+    import pipelines.flows.ephemeral_server as server
+
+    monkeypatch.setattr(server, "start_ephemeral_server_deaf_to_ctrl_c", lambda: pytest.fail("Prefect started"))
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err
