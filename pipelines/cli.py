@@ -212,7 +212,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError(f"--resume {args.resume} continues the search as it was saved; drop the other config options")
     config = resolve_config(args)
     if not args.resume and not args.space:
-        raise ValueError("--space is required (a shipped space: ring, grid, digits; or a YAML file)")
+        raise ValueError("--space is required (a shipped space: `ganpipe list spaces`; or a YAML file)")
     options = SearchOptions(
         space=args.space or "",
         num_samples=args.num_samples,

@@ -35,7 +35,7 @@ def add_flow_commands(commands: Any) -> None:
     pipeline.add_argument("--source-root", default="", help="IDX folder or s3:// prefix for mnist/fashion-mnist")
     pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="config override (repeatable)")  # fmt: skip
-    pipeline.add_argument("--space", default="digits", help="search space: ring, grid, digits or a YAML file")
+    pipeline.add_argument("--space", default="digits", help="search space: shipped (ganpipe list spaces) or YAML")
     pipeline.add_argument("--search-samples", type=at_least(0), default=4, help="search trials (0 skips the search)")
     pipeline.add_argument("--search-steps", type=at_least(1), default=600, help="training steps per trial")
     pipeline.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="search scheduler")

@@ -45,6 +45,12 @@ class ProgressPrinter(Hook):
         shown = " ".join(f"{k} {metrics[k]:.3f}" for k in HEADLINE if k in metrics)
         self.write(
             f"{self.prefix}step {step}/{total} ({100 * step / total:3.0f}%) | {rate:.1f} it/s "
-            f"{metrics.get('samples_per_s', 0):.0f} samples/s | elapsed {format_duration(elapsed)} "
+            f"{rate * self._samples_per_step(state):.0f} samples/s | elapsed {format_duration(elapsed)} "
             f"ETA {format_duration(eta)} | {shown}"
         )
+
+    @staticmethod
+    def _samples_per_step(state: TrainState) -> int:
+        """Real samples the discriminator reads per step, over all ranks: both rates on a line then
+        come from the same interval (samples/s was the loop's window, which excludes the hooks)."""
+        return state.config.train.batch_size * state.config.train.d_steps

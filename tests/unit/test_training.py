@@ -305,12 +305,12 @@ def test_progress_lines_give_the_rate_since_the_previous_line(monkeypatch):
 
     clock = iter([0.0, 10.0, 11.0])  # start; 100 slow first steps; 100 more in one second
     monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    train = SimpleNamespace(steps=1200, batch_size=64)
+    train = SimpleNamespace(steps=1200, batch_size=64, d_steps=2)
     state = SimpleNamespace(step=0, device="cpu", config=SimpleNamespace(train=train))
     lines: list[str] = []
     printer = progress.ProgressPrinter(lines.append)
     printer.on_start(state)
     printer.on_metrics(100, {"d_loss": 1.0}, state)
     printer.on_metrics(200, {"d_loss": 1.0}, state)
-    assert "| 10.0 it/s" in lines[1] and "| 100.0 it/s" in lines[2], lines
+    assert "| 10.0 it/s 1280 samples/s" in lines[1] and "| 100.0 it/s 12800 samples/s" in lines[2], lines
     assert "elapsed 0m11s ETA 0m10s" in lines[2], lines[2]  # 1000 steps to go at 100 it/s
