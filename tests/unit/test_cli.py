@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import pipelines.flows.pipeline  # noqa: F401 - see below
 from gan_core.config import load_config, preset_path
 from pipelines.cli import main
+
+# Prefect binds its log handlers to the sys.stderr of its first import. Imported first inside a
+# test that captures output (capsys), they wrote to that test's stream once it was closed, and
+# every later flow failed ("I/O operation on closed file"). Imported here, at collection, they
+# bind to the session's stream.
 
 
 @pytest.fixture(autouse=True)
