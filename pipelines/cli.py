@@ -180,7 +180,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.register:  # it was ignored: nothing registered, exit 0
             raise ValueError("--register is not allowed with --local, which logs nothing to MLflow; drop --local")
 
-        home = Path(os.environ.get("GANPIPE_HOME", "runs"))
+        from pipelines.settings import home_folder
+
+        home = home_folder()
         out_root = Path(args.out_root) if args.out_root else home
         if out_root.exists() and not out_root.is_dir():
             raise ValueError(f"--out-root {out_root} is a file; pass a folder (it holds one folder per run)")

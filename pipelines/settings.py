@@ -34,7 +34,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        home = Path(env.get("GANPIPE_HOME", "runs")).resolve()
+        home = home_folder(env).resolve()
         return cls(
             home=home,
             storage_uri=env.get("GANPIPE_STORAGE", str(home / "storage")),
@@ -69,3 +69,8 @@ def seconds_setting(env, name: str, default: float) -> float:
     if value < 0:
         raise ValueError(f"{name}={text!r} is not allowed: a number of seconds >= 0")
     return value
+
+
+def home_folder(environ: dict[str, str] | None = None) -> Path:
+    """GANPIPE_HOME as given (default runs, relative to the working folder)."""
+    return Path((os.environ if environ is None else environ).get("GANPIPE_HOME", "runs"))
