@@ -51,6 +51,7 @@ FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictu
 TRACKING_BACKLOG = "tracking_backlog"
 UPLOAD_WAIT_WORTH_LOGGING_S = 1.0
 CHECKPOINT_COPY_PREFIX = "ganpipe-checkpoint-"  # + the writing process's id: rank 0's local copies
+RAY_CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of a run's checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +482,18 @@ def raise_if_diverged(attempt: dict[str, str]) -> None:
         message = folder.read_bytes(name).decode()
         folder.delete(name)
         raise NonFiniteLossError(message)
+
+
+def steps_trained(checkpoints: Storage, run_name: str) -> int | None:
+    """The step of the run's newest checkpoint in Ray's storage, from the snapshot Ray Train keeps
+    of its checkpoints; None for a run that has none yet."""
+    import ray.train
+
+    if not checkpoints.child(run_name).exists(RAY_CHECKPOINT_SNAPSHOT):
+        return None
+    filesystem, path = checkpoints.pyarrow()
+    result = ray.train.Result.from_path(f"{path}/{run_name}", storage_filesystem=filesystem)
+    return int(result.metrics["step"]) if result.metrics and "step" in result.metrics else None
 
 
 def load_result_checkpoint(result) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from gan_core.outputs import sample_picture
 from gan_core.training import TrainingStopped, generator_from_checkpoint
 from gan_core.training.state import check_trainable
 from pipelines.datasets import load_for
-from pipelines.ray_train import FRAMES, TRACKING_BACKLOG, Scaling, load_result_checkpoint, run_trainer
+from pipelines.ray_train import (
+    FRAMES,
+    TRACKING_BACKLOG,
+    Scaling,
+    load_result_checkpoint,
+    run_trainer,
+    steps_trained,
+)
 from pipelines.serving import log_generator_model
 from pipelines.settings import Settings
 from pipelines.storage import Storage
@@ -61,9 +68,24 @@ def train_distributed(
         check_trainable(config, dataset, scaling.workers, trains_here=False)  # before Ray and MLflow
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
         tracking.check_same_config(client, settings, run_name, config.flat())  # a resume must not change it
+        check_steps_not_fewer(config, checkpoints, run_name)
         ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
         return _train_and_publish(
             config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap
+        )
+
+
+def check_steps_not_fewer(config: ExperimentConfig, checkpoints: Storage, run_name: str) -> None:
+    """Refuse a train.steps below what the run has trained: Ray would resume its newest checkpoint,
+    train nothing, and log and register that generator once more as if it were new."""
+    from gan_core.config import ConfigError
+
+    trained = steps_trained(checkpoints, run_name)
+    if trained is not None and trained > config.train.steps:
+        raise ConfigError(
+            f"train.steps={config.train.steps} is not allowed: run {run_name} has trained {trained} steps already "
+            f"(checkpoints in {checkpoints.uri}/{run_name}); ask for at least as many to continue it, "
+            "or use another --name"
         )
 
 

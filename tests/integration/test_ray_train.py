@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gan_core.config import load_config, preset_path
+from gan_core.config import ConfigError, load_config, preset_path
 from gan_core.training import NonFiniteLossError, load_checkpoint
 from pipelines.ray_train import Scaling
 from pipelines.storage import Storage, StorageError
@@ -93,6 +93,11 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     assert again.resumed and again.run_id == result.run_id and again.steps == 150
     steps = [s for s, _ in _history(client, result.run_id, "d_loss")]
     assert steps == list(range(1, 151))
+
+    # Fewer steps than it has trained: Ray would train nothing and log the generator once more.
+    with pytest.raises(ConfigError, match="train.steps=120 is not allowed: run ring-2w has trained 150 steps"):
+        train_distributed(_config(120), "ring-2w", Scaling(workers=2), settings, log=lambda _: None)
+    assert len(client.search_model_versions("name='ring-2w'")) == 1
 
 
 def test_a_killed_worker_is_replaced_and_training_resumes_from_the_checkpoint(settings, ray_cluster, tmp_path: Path):
