@@ -104,6 +104,7 @@ def holding_run(folder: Storage, what: str, log: Callable[[str], None] = print) 
             current = read_lease(folder)
             if current is not None and current.owner == mine.owner:
                 folder.delete(LEASE_FILE)
+            folder.remove_if_empty()  # a run or search refused before it wrote anything leaves no folder
 
 
 def read_lease(folder: Storage) -> Lease | None:

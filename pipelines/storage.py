@@ -10,6 +10,7 @@ GANPIPE_STORAGE_WAIT_S.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,12 @@ class Storage:
     def delete(self, name: str) -> None:
         fs, root = self.pyarrow()
         fs.delete_file(f"{root}/{name}")
+
+    def remove_if_empty(self) -> None:
+        """Remove this location's folder if nothing is in it (S3 has no folders to leave behind)."""
+        if self.scheme == "file":
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                Path(self.prefix).rmdir()
 
     def exists(self, name: str) -> bool:
         fs, root = self.pyarrow()

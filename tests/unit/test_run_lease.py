@@ -43,6 +43,17 @@ def test_a_second_training_of_a_held_run_is_refused_and_the_lease_goes_when_the_
         pass
 
 
+def test_a_run_refused_before_it_wrote_anything_leaves_no_folder_and_a_run_with_files_keeps_its_own(tmp_path):
+    """A search refused after taking its lease left an empty storage/tune/NAME behind."""
+    refused, trained = Storage.from_uri(str(tmp_path / "refused")), Storage.from_uri(str(tmp_path / "trained"))
+    with pytest.raises(ValueError), holding_run(refused, "search s1", log=lambda line: None):
+        raise ValueError("train.batch_size 5000 exceeds the 1438 training samples")
+    with holding_run(trained, "run r1", log=lambda line: None):
+        trained.write_bytes("state.pt", b"weights")
+    assert not (tmp_path / "refused").exists()
+    assert trained.list() == ["state.pt"]
+
+
 def test_the_holder_renews_its_lease_while_it_holds_it(tmp_path):
     folder = Storage.from_uri(str(tmp_path / "run"))
     with holding_run(folder, "r") as mine:
