@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,15 @@ SEED_LIMIT = 2**32  # what numpy's and torch's generators both take
 
 def _check_seed(key: str, value: int) -> None:
     _check(0 <= value < SEED_LIMIT, key, f"an integer in [0, {SEED_LIMIT - 1}]", value)
+
+
+def absolute_root(root: str) -> str:
+    """A local `data.root` as an absolute path (a URI, or no root, unchanged). A run's config is
+    read again where the working directory differs (evaluate from elsewhere, Ray workers), and a
+    relative path would point somewhere else there."""
+    if not root or "://" in root:
+        return root
+    return os.path.abspath(os.path.expanduser(root))
 
 
 @dataclass(frozen=True)
@@ -326,6 +336,8 @@ def load_config(
         key, value = _parse_override(item)
         section, name = key.split(".", 1)
         _merge(nested, {section: {name: value}}, f"override {item!r}")
+    if isinstance(nested["data"].get("root"), str):
+        nested["data"]["root"] = absolute_root(nested["data"]["root"])
     return from_dict(nested)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from gan_core.config import ConfigError, ExperimentConfig, from_dict
+from gan_core.config import ConfigError, ExperimentConfig, absolute_root, from_dict
 from gan_core.data import load_dataset
 from gan_core.files import UnreadableFile
 from gan_core.metrics import CollapseWatch, Evaluator, versus_real
@@ -133,6 +133,7 @@ def _train_in(
 def _check_same_run(checkpoint: dict[str, Any], config: ExperimentConfig, folder: Path) -> None:
     """Resuming is only sound for the same experiment; only the step budget may grow."""
     before, now = from_dict(checkpoint["config"]).flat(), config.flat()
+    before["data.root"] = absolute_root(before["data.root"])  # runs from before roots were made absolute
     changed = sorted(k for k in now if k != "train.steps" and before.get(k) != now[k])
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)

@@ -44,13 +44,15 @@ def check_same_config(client: MlflowClient, settings: Settings, run_name: str, p
     """Raise ConfigError if `run_name` exists and was trained with other values than `params` (only
     train.steps may grow): Ray Train would resume its checkpoint under the new config, silently
     with another learning rate, or crashing three times on weights of another shape."""
-    from gan_core.config import ConfigError
+    from gan_core.config import ConfigError, absolute_root
 
     exp = client.get_experiment_by_name(settings.experiment)
     found = exp and client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
     if not found:
         return
-    saved = found[0].data.params
+    saved = dict(found[0].data.params)
+    if "data.root" in saved:  # runs from before roots were made absolute
+        saved["data.root"] = absolute_root(saved["data.root"])
     # A key the run never logged is a config field newer than the run: it cannot tell.
     changed = sorted(k for k, v in params.items() if k != "train.steps" and k in saved and saved[k] != _param(v))
     if changed:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import pipelines.flows.pipeline  # noqa: F401 - see below
 from gan_core.config import load_config, preset_path
@@ -120,6 +121,37 @@ def test_resume_with_a_different_config_is_refused(tmp_path: Path, capsys):
     assert main(base) == 0
     assert main([*base, "--set", "optim.lr_g=1e-4"]) == 2
     assert "different config (optim.lr_g" in capsys.readouterr().err
+
+
+def test_a_relative_data_root_is_stored_absolute_and_runs_that_stored_one_relative_still_resume(
+    tmp_path: Path, monkeypatch, capsys
+):
+    """A relative IDX root was stored as typed, so `evaluate` from another folder (or a Ray worker
+    in another working directory) looked for the data somewhere else."""
+    from gan_core.config import from_dict
+    from gan_core.training import load_checkpoint, save_checkpoint
+    from pipelines import tracking
+    from pipelines.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "--preset", "ring", "--set", "data.root=idx"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["root"] == str(tmp_path / "idx")
+
+    base = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
+            "--set", "data.n_train=2000", "--set", "data.root=idx"]  # fmt: skip
+    assert main([*base, "--set", "train.steps=10"]) == 0
+    saved = tmp_path / "r" / "checkpoints" / "step-000010.pt"
+    checkpoint = load_checkpoint(saved)
+    checkpoint["config"]["data"]["root"] = "idx"  # as runs before this change stored it
+    save_checkpoint(checkpoint, saved)
+    assert main([*base, "--set", "train.steps=20"]) == 0  # the same folder: not "a different config"
+
+    relative = from_dict({**load_config(preset_path("ring")).to_dict(), "data": {"name": "ring", "root": "idx"}})
+    client = tracking.client_for(Settings.from_env())
+    tracking.find_or_create_run(client, Settings.from_env(), "r", relative.flat(), {})
+    tracking.check_same_config(
+        client, Settings.from_env(), "r", load_config(preset_path("ring"), ["data.root=idx"]).flat()
+    )
 
 
 def test_fewer_steps_than_trained_are_refused_and_the_run_is_left_as_it_was(tmp_path: Path, capsys):
