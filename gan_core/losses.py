@@ -98,13 +98,18 @@ class LeastSquares(AdversarialLoss):
         return 0.5 * (fake - 1.0).pow(2)
 
 
-def input_gradient_penalty(logit: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """Mean squared norm of dD/dx per sample: R1 when `inputs` are real (Mescheder et al. 2018)."""
-    (grad,) = torch.autograd.grad(logit.sum(), inputs, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
+# Both penalties average over `inputs[rows]`, the samples `logit` judged. D scores real, fake and
+# interpolated samples in one batch; the other rows have no gradient to `logit` (or, through
+# batch norm, an incidental one) and must not dilute the mean.
 
 
-def unit_gradient_penalty(logit: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: (||dD/dx|| - 1)^2 on interpolates between real and fake."""
+def input_gradient_penalty(logit: torch.Tensor, inputs: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+    """Mean squared norm of dD/dx per sample: R1 when `inputs[rows]` are real (Mescheder et al. 2018)."""
     (grad,) = torch.autograd.grad(logit.sum(), inputs, create_graph=True)
-    return (grad.float().flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+    return grad[rows].float().pow(2).flatten(1).sum(1).mean()
+
+
+def unit_gradient_penalty(logit: torch.Tensor, inputs: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+    """WGAN-GP: (||dD/dx|| - 1)^2 on interpolates between real and fake (`inputs[rows]`)."""
+    (grad,) = torch.autograd.grad(logit.sum(), inputs, create_graph=True)
+    return (grad[rows].float().flatten(1).norm(dim=1) - 1.0).pow(2).mean()

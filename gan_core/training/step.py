@@ -107,12 +107,13 @@ def input_penalties(
     """R1 on the real rows and WGAN-GP on the interpolates (`logits` = real, fake[, interpolates]
     chunks of one forward over `scored`); each penalty's value goes into `metrics`."""
     penalty: torch.Tensor | float = 0.0
+    batch = logits[0].shape[0]
     if r1_weight > 0:
-        r1 = input_gradient_penalty(logits[0], scored)  # only the real rows have a path to the logit
+        r1 = input_gradient_penalty(logits[0], scored, slice(0, batch))
         penalty = penalty + 0.5 * r1_weight * r1
         metrics["r1_penalty"] = r1.detach()
     if ctx.loss.gradient_penalty:
-        gp = unit_gradient_penalty(logits[2], scored)
+        gp = unit_gradient_penalty(logits[2], scored, slice(2 * batch, 3 * batch))
         penalty = penalty + ctx.loss_cfg.gp_weight * gp
         metrics["gradient_penalty"] = gp.detach()
     return penalty

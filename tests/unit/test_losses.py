@@ -50,3 +50,29 @@ def test_penalties():
     logit = x @ w  # gradient norm 5 everywhere
     assert input_gradient_penalty(logit, x).item() == pytest.approx(25.0)
     assert unit_gradient_penalty(x @ w, x).item() == pytest.approx(16.0)
+
+
+@pytest.mark.parametrize(("loss", "r1_weight", "metric", "expected"), [
+    ("nonsaturating", 1.0, "r1_penalty", 25.0),  # ||dD/dx||^2 on the real rows
+    ("wgan-gp", 0.0, "gradient_penalty", 16.0),  # (||dD/dx|| - 1)^2 on the interpolates
+])  # fmt: skip
+def test_the_step_averages_each_penalty_over_its_own_rows_only(loss, r1_weight, metric, expected):
+    """D scores real, fake (and interpolated) rows in one batch; the penalties were averaged over all
+    of them, so R1 came out at half its weight and WGAN-GP at a third (plus a constant 2/3)."""
+    import contextlib
+
+    from torch import nn
+
+    from gan_core.config import LossConfig
+    from gan_core.models.parts import Discriminator
+    from gan_core.training.step import StepContext, discriminator_step
+
+    critic = Discriminator(nn.Identity(), 2)
+    with torch.no_grad():  # D(x) = 3 x0 + 4 x1: a gradient of norm 5 at every input
+        critic.head.weight.copy_(torch.tensor([[3.0, 4.0]]))
+        critic.head.bias.zero_()
+    config = LossConfig(name=loss, r1_weight=r1_weight)
+    ctx = StepContext(LOSSES.get(loss)(), config, torch.Generator().manual_seed(0), contextlib.nullcontext(), 0)
+    optimizer = torch.optim.SGD(critic.parameters(), lr=0.0)
+    metrics = discriminator_step(critic, optimizer, torch.randn(8, 2), torch.randn(8, 2), None, ctx, measure=False)
+    assert metrics[metric].item() == pytest.approx(expected)
