@@ -288,6 +288,9 @@ class ExperimentConfig:
             f"a translation model for the two-domain dataset {self.data.name!r}: one of {sorted(TRANSLATION_MODELS)}",
             self.model.name,
         )
+        if translator:  # the translation step has no top-k selection and draws no fakes to reuse
+            _check(self.loss.top_k == 1, "loss.top_k", "1 for translation models", self.loss.top_k)
+            _check(not self.train.reuse_fakes, "train.reuse_fakes", "false for translation models", True)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

@@ -94,6 +94,11 @@ def test_cross_field_rules():
     with pytest.raises(ConfigError, match=r"train.compile=True is not allowed: false with WGAN-GP"):
         load_config(overrides=["train.compile=true", "loss.name=wgan-gp"])
     assert load_config(overrides=["train.compile=true"]).train.compile
+    # The translation step never read these: accepted, they changed nothing.
+    with pytest.raises(ConfigError, match=r"loss.top_k=0.5 is not allowed: 1 for translation models"):
+        load_config(preset_path("discogan-toy"), ["loss.top_k=0.5"])
+    with pytest.raises(ConfigError, match=r"train.reuse_fakes=True is not allowed: false for translation models"):
+        load_config(preset_path("discogan-toy"), ["train.reuse_fakes=true"])
 
 
 def test_malformed_override_and_files(tmp_path: Path):
