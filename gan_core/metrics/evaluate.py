@@ -5,7 +5,8 @@ split; the held-out test split as the "real" generator that says what a perfect 
 like), then `evaluate(generator)` scores any generator on the same latent draws.
 
 Most of these metrics depend on how many samples they see: a Fréchet distance is biased upwards
-on few samples, coverage and recall grow with more. Where the held-out split is smaller than the
+on few samples, coverage grows with more, and recall falls (its k-NN balls surround the generated
+samples, and shrink as more are drawn). Where the held-out split is smaller than the
 generated sample (scikit-learn's digits: 359 held out, 2500 generated), the real-vs-real value
 is not comparable with the generator's (measured on digits: coverage 0.89 against real data's
 0.63, Fréchet distance 0.57 against 0.71, as if the generator beat real data; on its first 359
