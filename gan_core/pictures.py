@@ -66,11 +66,16 @@ def scatter_plot(
 
 
 def render_samples(
-    samples: torch.Tensor, modes: torch.Tensor | None = None, sigma: float = 0.0, title: str = ""
+    samples: torch.Tensor,
+    modes: torch.Tensor | None = None,
+    sigma: float = 0.0,
+    title: str = "",
+    columns: int | None = None,
 ) -> Image.Image:
-    """A grid for images, a scatter plot for points."""
+    """A grid for images (`columns` wide: a conditional generator's samples cycle through the
+    classes, so one column per class puts each class in a column), a scatter plot for points."""
     if samples.dim() == 4:
-        return image_grid(samples)
+        return image_grid(samples, columns)
     return scatter_plot(samples, modes, sigma, title)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -70,9 +71,12 @@ def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, titl
     if is_translator(generator):
         count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_TRANSLATIONS
         return translation_picture(generator, dataset, dataset.test_x[:count], title)
+    classes = generator.num_classes
     count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_IMAGES
+    if classes:  # whole rows of one sample per class
+        count = classes * math.ceil(count / classes)
     samples, _ = generate(generator, count, seed)
-    return render_samples(samples, dataset.modes, dataset.sigma, title)
+    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=classes or None)
 
 
 def translation_picture(translator: torch.nn.Module, dataset: Dataset, inputs: torch.Tensor, title: str = ""):
@@ -94,7 +98,8 @@ def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Da
         if dataset.kind == "points":
             return translation_picture(state.sampler, dataset, dataset.test_x[:PICTURE_POINTS], title)
         return translation_picture(state.sampler, dataset, state.fixed_latent[:PICTURE_TRANSLATIONS].cpu(), title)
-    return render_samples(samples_for_picture(fixed_samples, state), dataset.modes, dataset.sigma, title)
+    samples = samples_for_picture(fixed_samples, state)
+    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=state.sampler.num_classes or None)
 
 
 @torch.no_grad()

@@ -27,3 +27,30 @@ def test_scatter_and_gif(tmp_path: Path):
 def test_loss_curves(tmp_path: Path):
     history = [{"step": s, "d_loss": 1.0 / s, "g_loss": s} for s in range(1, 6)]
     assert loss_curves(history, ["d_loss", "g_loss", "absent"], tmp_path / "c.png").stat().st_size > 1000
+
+
+class _ShadeOfItsClass(torch.nn.Module):
+    """A conditional generator whose every pixel says which class it was asked for."""
+
+    latent_dim, num_classes = 4, 10
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z, labels):
+        return (labels.float() / 9 * 2 - 1).view(-1, 1, 1, 1).expand(-1, 1, 8, 8) + self.anchor
+
+
+def test_a_conditional_generator_s_samples_show_one_class_per_column():
+    """Its samples cycle through the 10 classes; laid out 8 to a row, neither rows nor columns were classes."""
+    from types import SimpleNamespace
+
+    from gan_core.outputs import sample_picture
+
+    picture = sample_picture(_ShadeOfItsClass(), SimpleNamespace(kind="images", modes=None, sigma=0.0), 0, "")
+    tile = 32 + 1  # 8x8 upscaled to 32, one pixel apart
+    assert picture.size == (10 * tile + 1, 7 * tile + 1)  # 70 samples: 7 whole rows of the 10 classes
+    for row in range(7):
+        shades = [picture.getpixel((1 + column * tile + 16, 1 + row * tile + 16))[0] for column in range(10)]
+        assert shades == [round((c / 9 * 2 - 1 + 1) * 127.5) for c in range(10)], (row, shades)
