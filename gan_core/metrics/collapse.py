@@ -1,23 +1,41 @@
-"""A mode-collapse signal to watch during training: coverage of modes or classes, over time.
+"""Mode-collapse signals to watch during training.
 
-Every `every` steps the watch samples the (EMA) generator and measures coverage: modes
-captured / modes for the 2-D mixtures, class coverage for labelled images, modes / 1000 for
-stacked digits; for a translator, class coverage of its translations of held-out inputs or
-the share of A's modes sent to distinct modes of B. It reports `coverage` with the other
-metrics and flags collapse when coverage falls below `threshold` or drops by more than `drop`
-from its best so far.
+Every `every` steps the watch samples the (EMA) generator and measures up to three shares in
+[0, 1], each near 1 for held-out real data:
+
+- coverage: modes captured / modes for the 2-D mixtures, class coverage for labelled images,
+  modes / 1000 for stacked digits; for a translator, class coverage of its translations of
+  held-out inputs or the share of A's modes sent to distinct modes of B. Reported as the
+  `coverage` metric.
+- balance: exp(-KL) of the mode or class histogram against the data's, the share of modes or
+  classes a generator uses in effect. A generator that reaches every mode but puts most of its
+  samples in one has full coverage and a low balance.
+- diversity: PRDC coverage in feature space (the share of real images with a generated one
+  nearby), on as many samples as real data has, over real data's own. A generator that draws
+  one image per class reaches every class in perfect balance, and has almost no diversity.
+
+It warns when coverage falls by `drop` or more from its best, or when a share is below
+`threshold` once it has been above it, or from half-way through training. Early in training
+every share is low, and that is not collapse.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from gan_core.metrics.evaluate import Evaluator, coverage_from_metrics
+from gan_core.metrics.evaluate import Evaluator, SampleView, coverage_from_metrics, subset_view
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
+
+SIGNALS = {
+    "coverage": "coverage {:.2f} (share of modes or classes reached)",
+    "balance": "balance {:.2f} (exp(-KL) of the mode or class histogram: samples pile into few of them)",
+    "diversity": "diversity {:.2f} (feature-space coverage against real data's: too little variety)",
+}
 
 
 @dataclass
@@ -30,6 +48,20 @@ class CollapseEvent:
 
 def coverage_of(evaluator: Evaluator, samples: torch.Tensor, requested: torch.Tensor | None = None) -> float:
     return coverage_from_metrics(evaluator.score(evaluator.view(samples, requested)), evaluator.dataset)
+
+
+def collapse_signals(evaluator: Evaluator, view: SampleView) -> dict[str, float]:
+    """The shares the watch judges (see the module's docstring); those the dataset has metrics for."""
+    metrics = evaluator.score(view)
+    signals = {"coverage": coverage_from_metrics(metrics, evaluator.dataset)}
+    kl = metrics.get("reverse_kl", metrics.get("class_kl"))
+    if kl is not None:
+        signals["balance"] = math.exp(-kl)
+    if "coverage" in metrics:  # PRDC's: compared on as many samples as real data has, as it grows with more
+        matched = evaluator.score(subset_view(view, torch.arange(min(len(view.x), evaluator.real_samples))))
+        real = evaluator.real_baseline()["coverage"]
+        signals["diversity"] = min(1.0, matched["coverage"] / real) if real > 0 else 1.0
+    return signals
 
 
 class CollapseWatch(Hook):
@@ -45,7 +77,8 @@ class CollapseWatch(Hook):
         self.evaluator, self.every = evaluator, every
         self.threshold, self.drop, self.n_samples = threshold, drop, n_samples
         self.on_collapse = on_collapse
-        self.history: list[tuple[int, float]] = []
+        self.history: list[tuple[int, float]] = []  # (step, coverage)
+        self.reached: set[str] = set()  # signals that have been at or above the threshold
         self.events: list[CollapseEvent] = []
 
     @property
@@ -53,21 +86,28 @@ class CollapseWatch(Hook):
         return max((c for _, c in self.history), default=0.0)
 
     def measure(self, step: int, state: TrainState) -> float:
-        view = self.evaluator.sample(state.sampler, self.n_samples)
-        coverage = coverage_from_metrics(self.evaluator.score(view), self.evaluator.dataset)
-        best = max(self.best, coverage)
+        signals = collapse_signals(self.evaluator, self.evaluator.sample(state.sampler, self.n_samples))
+        coverage, best = signals["coverage"], max(self.best, signals["coverage"])
         self.history.append((step, coverage))
-        reason = ""
-        if coverage < self.threshold:
-            reason = f"coverage {coverage:.2f} below threshold {self.threshold:.2f}"
-        elif best - coverage > self.drop:
-            reason = f"coverage fell from {best:.2f} to {coverage:.2f}"
+        reason = self._reason(signals, best, halfway=2 * step >= state.config.train.steps)
+        self.reached |= {name for name, share in signals.items() if share >= self.threshold}
         if reason:
             event = CollapseEvent(step, coverage, best, reason)
             self.events.append(event)
             if self.on_collapse:
                 self.on_collapse(event)
         return coverage
+
+    def _reason(self, signals: dict[str, float], best: float, halfway: bool) -> str:
+        coverage = signals["coverage"]
+        if best - coverage >= self.drop - 1e-9:  # 8 -> 6 modes is a fall of exactly 0.25
+            return f"coverage fell from {best:.2f} to {coverage:.2f}"
+        low = [
+            SIGNALS[name].format(share)
+            for name, share in signals.items()
+            if share < self.threshold and (halfway or name in self.reached)
+        ]
+        return f"{'; '.join(low)} below threshold {self.threshold:.2f}" if low else ""
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
         if step % self.every == 0 or step == state.config.train.steps:

@@ -5,7 +5,7 @@ import torch
 
 from gan_core.config import EvalConfig
 from gan_core.data import load_dataset
-from gan_core.metrics import METRICS, CollapseWatch, Evaluator, coverage_of, flatten_report, metrics_table
+from gan_core.metrics import METRICS, CollapseWatch, Evaluator, flatten_report, metrics_table
 from gan_core.metrics.features import frechet_distance, prdc
 from gan_core.metrics.mixtures import mixture_metrics
 
@@ -111,19 +111,64 @@ def test_stacked_modes_real_vs_collapsed(classifier_cache):
     assert evaluator.evaluate(Fixed(single))["stacked_modes"]["value"] == 1
 
 
-def test_collapse_watch_signals_dropping_coverage():
+def _state(samples: torch.Tensor, steps: int = 10):
+    """What the watch reads of a training state: the sampler and the step budget."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(sampler=Fixed(samples), config=SimpleNamespace(train=SimpleNamespace(steps=steps)))
+
+
+def _ring_draws(ring, counts: list[int]) -> torch.Tensor:
+    """counts[i] samples within 3 sigma of mode i."""
+    return torch.cat([ring.modes[i] + ring.sigma * 0.5 * torch.randn(n, 2) for i, n in enumerate(counts)])
+
+
+@pytest.fixture(scope="module")
+def ring_watch():
     ring = load_dataset("ring", n_train=5000)
-    evaluator = Evaluator(ring, EvalConfig(n_samples=500))
-    assert coverage_of(evaluator, ring.test_x[:1000]) == 1.0
-    watch = CollapseWatch(evaluator, every=1, threshold=0.5)
+    return ring, lambda: CollapseWatch(Evaluator(ring, EvalConfig(n_samples=800)), every=1, threshold=0.5)
 
-    class State:
-        sampler = Fixed(ring.test_x[:1000])
 
-    assert watch.measure(1, State) == 1.0 and not watch.events
-    State.sampler = Fixed(ring.modes[:2] + 0.001)
-    assert watch.measure(2, State) == 0.25
-    assert watch.events and "below threshold" in watch.events[-1].reason
+def test_collapse_watch_warns_when_coverage_falls_by_a_quarter_or_more(ring_watch):
+    ring, new_watch = ring_watch
+    torch.manual_seed(0)
+    watch = new_watch()
+    assert watch.measure(1, _state(ring.test_x[:1000])) == 1.0 and not watch.events
+    assert watch.measure(2, _state(_ring_draws(ring, [100] * 6))) == 0.75  # 8 -> 6 modes: exactly a quarter
+    assert watch.events[-1].reason == "coverage fell from 1.00 to 0.75"
+    watch.measure(3, _state(ring.modes[:2] + 0.001))
+    assert watch.events[-1].step == 3 and "fell from 1.00 to 0.25" in watch.events[-1].reason
+
+
+def test_collapse_watch_sees_a_generator_that_piles_its_samples_into_one_mode(ring_watch):
+    """Every mode reached, most samples in one of them: coverage alone called it healthy."""
+    ring, new_watch = ring_watch
+    torch.manual_seed(0)
+    watch = new_watch()
+    assert watch.measure(5, _state(_ring_draws(ring, [930] + [10] * 7))) == 1.0
+    assert "balance 0.18" in watch.events[-1].reason and "below threshold 0.50" in watch.events[-1].reason
+
+
+def test_collapse_watch_leaves_early_training_alone_until_half_way(ring_watch):
+    """Coverage 0 at the first checks of a run that had not yet learnt anything was 'collapse'."""
+    ring, new_watch = ring_watch
+    watch = new_watch()
+    nowhere = torch.full((500, 2), 10.0)  # far from every mode
+    assert watch.measure(1, _state(nowhere)) == 0.0 and watch.measure(4, _state(nowhere)) == 0.0
+    assert not watch.events
+    watch.measure(5, _state(nowhere))  # half of 10 steps
+    assert watch.events and "coverage 0.00" in watch.events[-1].reason
+
+
+def test_collapse_watch_sees_one_image_per_class(digits_evaluator):
+    """Every class, in balance, but one image of each: no variety, and coverage saw none of it."""
+    data = digits_evaluator.dataset
+    one_each = torch.stack([data.train_x[data.train_y == c][0] for c in range(10)])
+    healthy, collapsed = CollapseWatch(digits_evaluator, every=1), CollapseWatch(digits_evaluator, every=1)
+    healthy.measure(10, _state(data.test_x))
+    assert not healthy.events
+    assert collapsed.measure(10, _state(one_each)) == 1.0
+    assert collapsed.events[-1].reason.startswith("diversity 0.0")
 
 
 def test_metric_registry_lists_every_family():
