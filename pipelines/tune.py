@@ -83,6 +83,7 @@ class SearchResult:
     trials: list[dict[str, Any]]
     parent_run_id: str | None
     best_params: dict[str, Any] = field(default_factory=dict)  # the searched keys' best values
+    best_stop_reason: str = ""  # set when every trial was stopped (collapse, error), the best one's reason
 
 
 # --------------------------------------------------------------------------- trial side
@@ -451,7 +452,7 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
     finished = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
     if not finished:
         raise RuntimeError(f"search {name}: no trial reported a result")
-    best = max(finished, key=lambda t: t["objective"])
+    best = _best_trial(finished, name, log)
     best_config = apply_overrides(base, {k: best[k] for k in keys})
     (folder / "best.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     _write_tables(trials, folder)
@@ -462,10 +463,27 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
         if artifact and (folder / artifact).is_file():
             client.log_artifact(parent_id, str(folder / artifact))
     client.set_tag(parent_id, "ganpipe.best_trial", str(best["trial"]))
+    if best["stop_reason"]:
+        client.set_tag(parent_id, "ganpipe.best_trial_stop_reason", best["stop_reason"])
     client.set_terminated(parent_id)
     log(f"best trial {best['trial']}: objective {best['objective']:.4f}; best config in {folder / 'best.yaml'}")
     best_params = {k: best[k] for k in keys}
-    return SearchResult(name, folder, best_config, best["objective"], trials, parent_id, best_params)
+    return SearchResult(
+        name, folder, best_config, best["objective"], trials, parent_id, best_params, best["stop_reason"]
+    )
+
+
+def _best_trial(finished: list[dict[str, Any]], name: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """The highest objective among the trials that were not stopped (a collapsed trial can score
+    well at the milestone that stopped it); of all of them, saying so, when every trial was."""
+    healthy = [t for t in finished if not t["stop_reason"]]
+    best = max(healthy or finished, key=lambda t: t["objective"])
+    if not healthy:
+        log(
+            f"warning: every trial of search {name} was stopped; the best config is that of trial {best['trial']}, "
+            f"stopped with: {best['stop_reason']}"
+        )
+    return best
 
 
 def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:

@@ -19,6 +19,8 @@ def pipeline_report(summary: dict[str, Any]) -> str:
         search = summary["search"]
         lines += ["", f"## Search `{search['name']}`: {search['trials']} trials, best objective "
                   f"{search['best_objective']:.4f}", "", f"best values: `{search['best_params']}`"]  # fmt: skip
+        if search.get("best_stop_reason"):
+            lines += ["", f"**Warning: every trial was stopped; the best one with: {search['best_stop_reason']}.**"]
         table = Path(search["results_table"])
         if table.is_file():
             lines += ["", table.read_text()]

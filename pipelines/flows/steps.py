@@ -37,6 +37,7 @@ def search(base: dict[str, Any], options: dict[str, Any], name: str) -> dict[str
         "best_config": result.best_config.to_dict(),
         "best_objective": result.best_objective,
         "best_params": result.best_params,
+        "best_stop_reason": result.best_stop_reason,
         "trials": len(result.trials),
         "stopped_early": sum(1 for t in result.trials if t["milestones"] < options.get("milestones", 4)),
         "results_table": str(result.folder / "results.md"),

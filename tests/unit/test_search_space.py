@@ -74,3 +74,19 @@ def test_a_pipeline_reuses_a_search_only_for_the_same_base_and_options():
     assert _search_key(_search_base(load_config(preset_path("ring-hq")), 600), options) != _search_key(ring, options)
     assert _search_key(_search_base(load_config(preset_path("ring")), 300), options) != _search_key(ring, options)
     assert _search_key(ring, _search_options("ring", 4, "pbt")) != _search_key(ring, options)
+
+
+def test_the_best_trial_is_one_that_was_not_stopped_and_a_search_of_stopped_trials_says_so():
+    """A trial stopped for collapse can still have the highest objective at the milestone that
+    stopped it: the search named it best, and the pipeline trained it without a word."""
+    from pipelines.tune import _best_trial
+
+    collapsed = {"trial": "a", "objective": -0.4, "stop_reason": "mode collapse: coverage 0.10 still below 0.50"}
+    healthy = {"trial": "b", "objective": -0.9, "stop_reason": ""}
+    said: list[str] = []
+    assert _best_trial([collapsed, healthy], "s", said.append)["trial"] == "b" and not said
+    assert _best_trial([collapsed], "s", said.append)["trial"] == "a"
+    assert said == [
+        "warning: every trial of search s was stopped; the best config is that of trial a, "
+        "stopped with: mode collapse: coverage 0.10 still below 0.50"
+    ]
