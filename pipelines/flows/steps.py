@@ -66,10 +66,16 @@ def evaluate(model_uri: str, bootstrap: int) -> dict[str, Any]:
 @task(name="register", **STEP)
 def register(model_name: str, trained: dict[str, Any], report: dict[str, Any]) -> str:
     from pipelines import tracking
+    from pipelines.registry import model_card
     from pipelines.train import register_generator
 
     client = tracking.client_for(Settings.from_env(), _log)
     run_id, run_name = trained["run_id"], trained["run_name"]
+    # Training wrote the card with point estimates under the run's name: now the model's name and
+    # the evaluate step's intervals. (The params hold the first training's train.steps.)
+    config_flat = {**client.get_run(run_id).data.params, "train.steps": trained["steps"]}
+    card = model_card(model_name, run_name, config_flat, trained["tags"], report, "samples/final.png")
+    client.log_text(run_id, card, "model_card.md")
     return register_generator(client, model_name, trained["model_uri"], run_id, run_name, trained["tags"], report, _log)
 
 

@@ -128,6 +128,10 @@ def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
         assert client.get_model_version_by_alias("e2e-generator", "champion").version == "1"
     else:
         assert summary["decision"]["reason"].startswith("failed gates")
+    # The registered version's card: its name and the evaluation's 95% intervals (training's had neither).
+    card = Path(client.download_artifacts(summary["run_id"], "model_card.md")).read_text()
+    fd = summary["metrics"]["frechet_distance"]
+    assert card.startswith("# e2e-generator: generator from run") and f"[{fd['ci_low']:.4g}, " in card, card
     report = Path(summary["outputs"]["report"]).read_text()
     assert "## Evaluation" in report and "## Promotion" in report and "## Search" in report
     assert Path(summary["outputs"]["final"]).is_file() and Path(summary["outputs"]["training"]).is_file()
