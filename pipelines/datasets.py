@@ -41,10 +41,10 @@ def read_source(source: str, root: str, n_train: int, seed: int, scratch: Path) 
     """Load a source dataset by name; IDX folders may live in storage (s3://) and are copied to `scratch`."""
     if source not in PREPARABLE:
         raise ValueError(f"source {source!r} cannot be prepared; allowed: {list(PREPARABLE)}")
-    local_root = root
     if source in IDX_SOURCES and root.startswith("s3://"):
-        local_root = str(_download_folder(Storage.from_uri(root), scratch / "idx"))
-    dataset = load_dataset(source, local_root, n_train, seed)
+        dataset = _load_from_s3(source, root, n_train, seed, scratch)
+    else:
+        dataset = load_dataset(source, root, n_train, seed)
     origin = {"source": source, "root": root, "n_train": n_train, "seed": seed}
     return dataset, origin
 
@@ -101,12 +101,28 @@ def _stored_manifest(storage: Storage) -> dict[str, Any] | None:
     return json.loads(storage.read_bytes(MANIFEST))
 
 
+def _load_from_s3(source: str, root: str, n_train: int, seed: int, scratch: Path) -> Dataset:
+    """IDX files under an s3:// prefix, copied to `scratch` and read there; errors name the prefix,
+    not the scratch folder (which is gone by the time anyone reads them)."""
+    storage = Storage.from_uri(root)
+    storage.check()  # a missing bucket or refused credentials, named as such
+    local = _download_folder(storage, scratch / "idx")
+    try:
+        return load_dataset(source, str(local), n_train, seed)
+    except (ValueError, OSError) as error:
+        raise type(error)(str(error).replace(str(local), storage.uri)) from None
+
+
 def _download_folder(storage: Storage, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     names = storage.list()
-    if not names:
-        raise FileNotFoundError(f"{storage.uri}: no files there (expected the four IDX files)")
-    for name in names:
-        if "/" not in name:
-            (into / name).write_bytes(storage.read_bytes(name))
+    top = [name for name in names if "/" not in name]
+    if not top:
+        below = sorted({name.split("/")[0] + "/" for name in names})
+        hint = (
+            f"only folders {below}: give the one holding the four IDX files" if below else "expected the four IDX files"
+        )
+        raise FileNotFoundError(f"{storage.uri}: no files there ({hint})")
+    for name in top:
+        (into / name).write_bytes(storage.read_bytes(name))
     return into

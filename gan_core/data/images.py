@@ -68,6 +68,12 @@ def load_idx_folder(name: str, root: str | Path) -> Dataset:
     """An MNIST-style folder: the four standard IDX files, raw or gzip."""
     if not str(root):
         raise ValueError(f"dataset {name!r} needs data.root: a folder holding {sorted(IDX_FILES.values())}")
+    if "://" in str(root):  # gan_core reads local files only; the pipeline fetches stored versions
+        raise ValueError(
+            f"data.root {root} is a URI, and dataset {name!r} reads a local folder: store the files as a dataset "
+            f"version with `ganpipe prepare {name} --root {root}`, then train with data.name=prepared and "
+            "data.root=<the version URI it prints>"
+        )
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root {folder} is not a folder (dataset {name!r})")

@@ -83,6 +83,28 @@ def test_bad_input_stops_the_flow_without_retries_or_writes(pipeline_env, tmp_pa
     assert bucket_keys(f"runs-{pipeline_env.home.name}/datasets/") == []
 
 
+def test_idx_files_in_s3_that_cannot_be_read_are_named_by_their_uri(s3, tmp_path: Path):
+    """Errors named the scratch folder the files were copied to (gone by then), and a missing
+    bucket was "no files there"."""
+    from pipelines.datasets import read_source
+    from pipelines.storage import StorageError
+
+    images = np.zeros((120, 28, 28), dtype=np.uint8)
+    files = {"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte": np.full(120, 12, dtype=np.uint8),
+             "t10k-images-idx3-ubyte": images[:20], "t10k-labels-idx1-ubyte": np.zeros(20, dtype=np.uint8)}  # fmt: skip
+    for name, array in files.items():
+        write_idx(tmp_path / name, array)
+        boto3.client("s3").upload_file(str(tmp_path / name), BUCKET, f"idx-bad/nested/{name}")
+
+    root = f"s3://{BUCKET}/idx-bad"
+    with pytest.raises(FileNotFoundError, match=rf"{root}: no files there \(only folders \['nested/'\]"):
+        read_source("mnist", root, 1000, 0, tmp_path / "scratch")
+    with pytest.raises(ValueError, match=rf"^{root}/nested/train-labels-idx1-ubyte: labels must lie in 0\.\.9"):
+        read_source("mnist", f"{root}/nested", 1000, 0, tmp_path / "scratch")
+    with pytest.raises(StorageError, match="s3://no-such-bucket/mnist"):
+        read_source("mnist", "s3://no-such-bucket/mnist", 1000, 0, tmp_path / "scratch")
+
+
 @pytest.mark.parametrize(
     ("wait_s", "attempts"),
     [("60", 1), ("0", 2)],  # the check waits for storage; with no wait, Prefect's task retry steps in

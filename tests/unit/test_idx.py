@@ -120,3 +120,6 @@ def test_missing_file_and_folder(tmp_path: Path):
         load_dataset("mnist", root=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="needs data.root"):
         load_dataset("mnist")
+    # A bucket's URI came out as a missing local folder named "s3:/bucket/mnist".
+    with pytest.raises(ValueError, match=r"data.root s3://bucket/mnist is a URI.*ganpipe prepare mnist --root s3://"):
+        load_dataset("mnist", root="s3://bucket/mnist")
