@@ -333,6 +333,13 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     return None
 
 
+def reported_in_one_line(error: BaseException) -> bool:
+    """Whether `main` ends with one line about this error (no traceback): bad input, a service
+    that did not answer, a divergence, and the errors `_one_line_for` knows."""
+    plain = (ConfigError, FileNotFoundError, ValueError, LookupError, ServiceUnavailable, FloatingPointError)
+    return isinstance(error, plain) or (isinstance(error, Exception) and _one_line_for(error) is not None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # MLflow draws a progress bar for every artifact download (the model it logs, the training

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
@@ -68,7 +71,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     _check_source(args.source, args.root, "--root")  # before Prefect starts: one line, not its traceback
     start_ephemeral_server_deaf_to_ctrl_c()
 
-    version = prepare(args.source, args.root, args.n_train, args.seed)
+    with prefect_logs_without_tracebacks_of_one_line_errors():
+        version = prepare(args.source, args.root, args.n_train, args.seed)
     print(json.dumps({"name": version.name, "version": version.version, "uri": version.uri,
                       "reused": version.reused, "statistics": version.manifest["statistics"]}, indent=2))  # fmt: skip
     return 0
@@ -82,15 +86,43 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     _check_source(args.source, args.source_root, "--source-root")
     start_ephemeral_server_deaf_to_ctrl_c()
 
-    summary = gan_pipeline(
-        name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,
-        overrides=args.overrides, search_space=args.space, search_samples=args.search_samples,
-        search_steps=args.search_steps, search_scheduler=args.scheduler, train_steps=args.train_steps,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker, model_name=args.model, margin=args.margin,
-        bootstrap=args.bootstrap, n_train=args.n_train,
-    )  # fmt: skip
+    with prefect_logs_without_tracebacks_of_one_line_errors():
+        summary = gan_pipeline(
+            name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,
+            overrides=args.overrides, search_space=args.space, search_samples=args.search_samples,
+            search_steps=args.search_steps, search_scheduler=args.scheduler, train_steps=args.train_steps,
+            workers=args.workers, gpus_per_worker=args.gpus_per_worker, model_name=args.model, margin=args.margin,
+            bootstrap=args.bootstrap, n_train=args.n_train,
+        )  # fmt: skip
     _print_where(summary, Settings.from_env())
     return 0
+
+
+class _WithoutTraceback(logging.Filter):
+    """Drops the traceback from a log record of an error the command ends with one line about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pipelines.cli import reported_in_one_line
+
+        if record.exc_info and record.exc_info[1] is not None and reported_in_one_line(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextlib.contextmanager
+def prefect_logs_without_tracebacks_of_one_line_errors() -> Iterator[None]:
+    """Prefect logs a failed flow run's exception with its traceback. For bad input (a label out of
+    range, a missing file) that was 80 lines of Prefect's internals before the command's own line
+    naming the problem; the message stays in Prefect's log line, and other errors keep theirs."""
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    quiet = _WithoutTraceback()
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 def _print_where(summary: dict[str, Any], settings) -> None:

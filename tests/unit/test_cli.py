@@ -383,3 +383,24 @@ def test_mistakes_are_refused_before_prefect_or_ray_start(argv, said, monkeypatc
     monkeypatch.setattr(server, "start_ephemeral_server_deaf_to_ctrl_c", lambda: pytest.fail("Prefect started"))
     assert main(argv) == 2
     assert said in capsys.readouterr().err
+
+
+def test_prefect_logs_a_bad_input_s_failure_without_traceback_and_other_failures_with_theirs():
+    """`ganpipe prepare mnist --root bad` printed 90 lines, Prefect's traceback of its flow run,
+    before its own line naming the label out of range."""
+    import logging
+
+    from gan_core.data.idx import IdxFormatError
+    from pipelines.cli_flows import prefect_logs_without_tracebacks_of_one_line_errors
+
+    logger, lines = logging.getLogger("prefect.flow_runs"), []
+    with prefect_logs_without_tracebacks_of_one_line_errors():
+        for error in (IdxFormatError("bad/train-labels-idx1-ubyte: labels must lie in 0..9"), RuntimeError("bug")):
+            try:
+                raise error
+            except Exception:  # the record Prefect's engine logs, through the logger's filters
+                record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, repr(error), (), sys.exc_info())
+            assert logger.filter(record)
+            lines.append(logging.Formatter().format(record))
+    assert len(lines) == 2 and "labels must lie in 0..9" in lines[0] and "Traceback" not in lines[0]
+    assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
