@@ -88,7 +88,7 @@ def log_evaluation(settings: Settings, model_uri: str, report: dict) -> str:
     run = client.create_run(
         tracking.experiment_id(client, settings),
         run_name="evaluate",
-        tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri},
+        tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri, **model_lineage(client, model_uri)},
     )
     flat = {}
     for name, values in report.items():
@@ -96,3 +96,27 @@ def log_evaluation(settings: Settings, model_uri: str, report: dict) -> str:
     tracking.log_metrics(client, run.info.run_id, flat, 0)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def model_lineage(client, model_uri: str) -> dict[str, str]:
+    """Tags naming what `model_uri` pointed at when it was evaluated: an alias moves (a promotion,
+    a rollback), the version and training run it resolved to do not."""
+    from mlflow.exceptions import MlflowException
+
+    if model_uri.startswith("runs:/"):
+        return {"ganpipe.model_run_id": model_uri.removeprefix("runs:/").split("/")[0]}
+    if not model_uri.startswith("models:/"):
+        return {}
+    body = model_uri.removeprefix("models:/")
+    try:
+        if "@" in body:
+            version = client.get_model_version_by_alias(*body.split("@", 1))
+        else:
+            version = client.get_model_version(*body.split("/", 1))
+    except (MlflowException, TypeError):  # it loaded a moment ago; a name that will not split says nothing
+        return {}
+    return {
+        "ganpipe.model_name": version.name,
+        "ganpipe.model_version": str(version.version),
+        "ganpipe.model_run_id": version.run_id or "",
+    }

@@ -27,6 +27,8 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from gan_core.config import ExperimentConfig
 from gan_core.models import is_translator
@@ -38,6 +40,15 @@ MAX_COUNT = 100_000
 
 class ModelArtifactError(ValueError):
     """A model artifact failed its checks and was refused."""
+
+
+class BadRequest(MlflowException, ValueError):
+    """A request the model refuses. MLflow's scoring server answers an MlflowException with its
+    message (HTTP 400); any other error became "an unexpected error while evaluating the model",
+    with the reason at the end of a stack trace."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):
@@ -52,7 +63,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         frame = pd.DataFrame(model_input)
         missing = {"count", "seed"} - set(frame.columns)
         if missing:
-            raise ValueError(
+            raise BadRequest(
                 f"input needs columns count and seed (and label for conditional models); missing {sorted(missing)}"
             )
         outputs = [
@@ -62,13 +73,15 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
     def sample(self, count: int, seed: int, label: int = -1) -> np.ndarray:
         if not 1 <= count <= MAX_COUNT:
-            raise ValueError(f"count={count} is not allowed: 1..{MAX_COUNT}")
+            raise BadRequest(f"count={count} is not allowed: 1..{MAX_COUNT}")
+        if seed < 0:
+            raise BadRequest(f"seed={seed} is not allowed: an integer >= 0")
         generator = self.generator
         latent = draw_latents(generator, count, torch.Generator().manual_seed(seed), self.threshold)
         labels = None
         if generator.num_classes:
-            if label >= generator.num_classes:
-                raise ValueError(f"label={label} is not allowed: -1 (cycle) or 0..{generator.num_classes - 1}")
+            if not -1 <= label < generator.num_classes:  # -7 was taken for -1
+                raise BadRequest(f"label={label} is not allowed: -1 (cycle) or 0..{generator.num_classes - 1}")
             labels = torch.arange(count) % generator.num_classes if label < 0 else torch.full((count,), label)
         with torch.no_grad():
             return generator(latent, labels).float().numpy()
@@ -77,10 +90,13 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         """Translations of the given samples: a table (`images`, optional `direction`) or an array."""
         frame = pd.DataFrame({"images": list(model_input)} if isinstance(model_input, np.ndarray) else model_input)
         if "images" not in frame.columns:
-            raise ValueError(f"a translation model needs column images (direction optional); got {list(frame.columns)}")
+            raise BadRequest(f"a translation model needs column images (direction optional); got {list(frame.columns)}")
         samples = self._samples(list(frame["images"]))
         directions = frame["direction"].fillna("a_to_b") if "direction" in frame.columns else None
         directions = np.asarray(directions if directions is not None else ["a_to_b"] * len(frame), dtype=object)
+        unknown = sorted(set(directions) - {"a_to_b", "b_to_a"}, key=str)
+        if unknown:
+            raise BadRequest(f"direction={unknown[0]!r} is not allowed: 'a_to_b' or 'b_to_a'")
         out = torch.empty_like(samples)
         with torch.no_grad():
             for direction in set(directions):
@@ -92,17 +108,17 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         """(N, *sample_shape) float32 from rows that are flat or nested; refuses the wrong size or NaN."""
         shape = self.generator.sample_shape
         if not 1 <= len(rows) <= MAX_COUNT:
-            raise ValueError(f"{len(rows)} samples is not allowed: 1..{MAX_COUNT} per request")
+            raise BadRequest(f"{len(rows)} samples is not allowed: 1..{MAX_COUNT} per request")
         size = int(np.prod(shape))
         flat = []
         for i, row in enumerate(rows):
             values = np.asarray(row, dtype=np.float32).reshape(-1)
             if values.size != size:
-                raise ValueError(f"sample {i} has {values.size} values; this model takes {size} (shape {list(shape)})")
+                raise BadRequest(f"sample {i} has {values.size} values; this model takes {size} (shape {list(shape)})")
             flat.append(values)
         samples = torch.from_numpy(np.stack(flat)).view(len(rows), *shape)
         if not torch.isfinite(samples).all():
-            raise ValueError("samples must be finite numbers")
+            raise BadRequest("samples must be finite numbers")
         return samples
 
 

@@ -87,6 +87,7 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     experiment = client.get_experiment_by_name(settings.experiment).experiment_id
     evaluations = client.search_runs([experiment], "tags.`ganpipe.kind` = 'evaluation'")
     assert evaluations and "high_quality_ci_low" in evaluations[0].data.metrics
+    assert evaluations[0].data.tags["ganpipe.model_run_id"] == result.run_id
 
     # Same name, more steps: continues from step 100 in the same MLflow run.
     again = train_distributed(_config(150), "ring-2w", Scaling(workers=2), settings, log=lambda _: None)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -148,6 +149,14 @@ def test_champion_loads_anywhere_and_serves_over_rest(settings, trained, tmp_pat
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = np.array(json.loads(response.read())["predictions"])
+        # A request the model refuses: its own reason, not "an unexpected error while evaluating".
+        body = json.dumps({"dataframe_split": {"columns": ["count", "seed"], "data": [[0, 0]]}}).encode()
+        refused = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(refused, timeout=60)
+        assert answer.value.code == 400 and "count=0 is not allowed: 1..100000" in answer.value.read().decode()
     assert predictions.shape == (5, 2)
     assert np.allclose(predictions, model.predict(pd.DataFrame({"count": [5], "seed": [0], "label": [-1]})), atol=1e-5)
 

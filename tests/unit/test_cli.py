@@ -404,3 +404,23 @@ def test_prefect_logs_a_bad_input_s_failure_without_traceback_and_other_failures
             lines.append(logging.Formatter().format(record))
     assert len(lines) == 2 and "labels must lie in 0..9" in lines[0] and "Traceback" not in lines[0]
     assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
+
+
+def test_an_evaluation_records_the_version_an_alias_pointed_at():
+    """An evaluation of models:/NAME@champion was tagged with the alias only: after a rollback no
+    one could tell which version it had judged."""
+    from pipelines import tracking
+    from pipelines.evaluation import model_lineage
+    from pipelines.settings import Settings
+
+    client = tracking.client_for(Settings.from_env())
+    run = client.create_run(tracking.experiment_id(client, Settings.from_env()))
+    client.create_registered_model("digits-generator")
+    for _ in range(2):
+        client.create_model_version("digits-generator", f"runs:/{run.info.run_id}/generator", run.info.run_id)
+    client.set_registered_model_alias("digits-generator", "champion", "2")
+    pinned = {"ganpipe.model_name": "digits-generator", "ganpipe.model_run_id": run.info.run_id}
+    assert model_lineage(client, "models:/digits-generator@champion") == {**pinned, "ganpipe.model_version": "2"}
+    assert model_lineage(client, "models:/digits-generator/1") == {**pinned, "ganpipe.model_version": "1"}
+    assert model_lineage(client, f"runs:/{run.info.run_id}/generator") == {"ganpipe.model_run_id": run.info.run_id}
+    assert model_lineage(client, "models:/no-such-model@champion") == {}

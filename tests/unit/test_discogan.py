@@ -262,7 +262,7 @@ def test_toy_mapping_sends_the_five_modes_of_a_to_distinct_modes_of_b():
 
 def test_served_discogan_takes_images_and_returns_translations(tmp_path: Path):
     mlflow = pytest.importorskip("mlflow")
-    from pipelines.serving import save_generator_model
+    from pipelines.serving import BadRequest, save_generator_model
 
     config = load_config(preset_path("discogan-digits"))
     data = load_dataset("digits-inverted")
@@ -282,5 +282,5 @@ def test_served_discogan_takes_images_and_returns_translations(tmp_path: Path):
     np.testing.assert_allclose(nested, out[:1], atol=1e-6)
     with pytest.raises(ValueError, match="has 3 values; this model takes 64"):
         python_model.translate(pd.DataFrame({"images": [[0.0, 0.0, 0.0]]}))
-    with pytest.raises(ValueError, match="direction='sideways' is not allowed"):
+    with pytest.raises(BadRequest, match="direction='sideways' is not allowed"):
         python_model.translate(pd.DataFrame({"images": [x[0].flatten().tolist()], "direction": ["sideways"]}))
