@@ -158,9 +158,7 @@ def _decide(client, settings, name, version, margin, resamples, log, dry_run) ->
         raise PromotionError(f"{name!r} has no version aliased {CHALLENGER!r}; register one or pass --version")
     champion = _version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == candidate.version:
-        return Decision(
-            name, candidate.version, champion.version, False, "already the champion", float("nan"), recorded=True
-        )
+        return _already_champion(name, candidate)
     recorded = candidate.tags.get(_decision_tag(champion))
     if recorded and Decision(**json.loads(recorded)).margin == margin:  # this pair, decided on this protocol
         return _as_recorded(Decision(**json.loads(recorded)), dry_run)
@@ -242,6 +240,25 @@ def _as_recorded(decision: Decision, dry_run: bool) -> Decision:
             f"version {decision.challenger} was promoted over version {decision.champion} before and rolled back "
             f"since; the champion stays (recorded: {decision.reason})"
         )
+    return decision
+
+
+def _already_champion(name: str, candidate) -> Decision:
+    """Nothing to decide; with the figures of the decision that made it champion, where recorded
+    (a pipeline re-run reported "already the champion" in place of the figures it was promoted on)."""
+    made_champion = [
+        Decision(**json.loads(value))
+        for key, value in sorted(candidate.tags.items())
+        if key.startswith("promotion.vs.") and json.loads(value).get("promoted")
+    ]
+    if not made_champion:
+        return Decision(
+            name, candidate.version, candidate.version, False, "already the champion", float("nan"), recorded=True
+        )
+    decision = made_champion[-1]
+    over = f"over version {decision.champion}" if decision.champion else "as the first champion"
+    decision.reason = f"already the champion (promoted {over}: {decision.reason})"
+    decision.champion, decision.promoted, decision.recorded = candidate.version, False, True
     return decision
 
 

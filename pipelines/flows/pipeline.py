@@ -95,6 +95,8 @@ def gan_pipeline(
         "metrics": evaluation["metrics"],
         "decision": decision,
         "search": searched,
+        # Without a search this run, training took the latest one's best values: the report says which.
+        "latest_search_values": None if searched else _stored_best(storage.child("pipelines", name)) or None,
     }
     summary["outputs"] = _keep_outputs(settings, summary)
     markdown = pipeline_report(summary)
@@ -124,14 +126,14 @@ def _training_config(
     base: ExperimentConfig, searched: dict[str, Any] | None, home: Storage, train_steps: int | None
 ) -> ExperimentConfig:
     """The base config with the search's best values (this run's, else the latest stored) and the step budget."""
-    if searched is not None:
-        best = searched["best_params"]
-    elif home.exists(BEST_CONFIG):
-        best = yaml.safe_load(home.read_bytes(BEST_CONFIG)) or {}
-    else:
-        best = {}
+    best = searched["best_params"] if searched is not None else _stored_best(home)
     config = apply_overrides(base, best)
     return apply_overrides(config, {"train.steps": train_steps}) if train_steps else config
+
+
+def _stored_best(home: Storage) -> dict[str, Any]:
+    """The best values of the latest search of this pipeline (none: {})."""
+    return (yaml.safe_load(home.read_bytes(BEST_CONFIG)) or {}) if home.exists(BEST_CONFIG) else {}
 
 
 def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]:
@@ -155,7 +157,7 @@ def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]
             target.write_bytes(Path(local).read_bytes())
             outputs[Path(artifact).stem] = str(target)
     outputs["model"] = f"models:/{summary['model_name']}/{summary['version']}"
-    if summary["decision"]["promoted"] or summary["decision"]["reason"] == "already the champion":
+    if summary["decision"]["promoted"] or summary["decision"]["reason"].startswith("already the champion"):
         outputs["champion"] = f"models:/{summary['model_name']}@champion"
     outputs["mlflow run"] = f"{without_credentials(settings.tracking_uri)} run {summary['run_id']}"
     return outputs

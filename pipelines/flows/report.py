@@ -24,12 +24,17 @@ def pipeline_report(summary: dict[str, Any]) -> str:
         table = Path(search["results_table"])
         if table.is_file():
             lines += ["", table.read_text()]
+    if summary.get("latest_search_values"):
+        lines += ["", "## Search", "", f"none this run; training used the latest search's best values: "
+                  f"`{summary['latest_search_values']}`"]  # fmt: skip
     lines += ["", "## Where things are", ""] + [f"- {k}: `{v}`" for k, v in summary["outputs"].items()]
     return "\n".join(lines) + "\n"
 
 
 def _decision(decision: dict[str, Any]) -> list[str]:
     verdict = "promoted to champion" if decision["promoted"] else "not promoted"
+    if decision["reason"].startswith("already the champion"):
+        verdict = "is the champion"
     lines = ["## Promotion", "", f"Version {decision['challenger']} {verdict}: {decision['reason']}."]
     if decision.get("difference") is not None:
         lines.append(

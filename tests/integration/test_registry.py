@@ -87,7 +87,8 @@ def test_register_promote_refuse_rollback_and_race(settings, trained):
     assert client.get_model_version(MODEL, fair).tags[f"promotion.against.{good}"] == "replaced"
 
     again = promote(client, settings, MODEL, resamples=50)  # idempotent
-    assert not again.promoted and again.reason == "already the champion"
+    assert not again.promoted and again.reason.startswith(f"already the champion (promoted over version {fair}: ")
+    assert again.ci_low == better.ci_low  # the figures it was promoted on
     assert _alias(client, CHAMPION) == good and _alias(client, PREVIOUS) == fair
 
     poor = _register(settings, trained, "poor")
