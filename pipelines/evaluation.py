@@ -111,9 +111,11 @@ def model_lineage(client, model_uri: str) -> dict[str, str]:
     try:
         if "@" in body:
             version = client.get_model_version_by_alias(*body.split("@", 1))
-        else:
+        elif "/" in body:
             version = client.get_model_version(*body.split("/", 1))
-    except (MlflowException, TypeError):  # it loaded a moment ago; a name that will not split says nothing
+        else:  # a logged model, models:/m-<id> (what `ganpipe train` prints as its model URI)
+            return {"ganpipe.model_id": body, "ganpipe.model_run_id": client.get_logged_model(body).source_run_id or ""}
+    except MlflowException:  # it loaded a moment ago; if it is gone now, say nothing of it
         return {}
     return {
         "ganpipe.model_name": version.name,

@@ -424,3 +424,11 @@ def test_an_evaluation_records_the_version_an_alias_pointed_at():
     assert model_lineage(client, "models:/digits-generator/1") == {**pinned, "ganpipe.model_version": "1"}
     assert model_lineage(client, f"runs:/{run.info.run_id}/generator") == {"ganpipe.model_run_id": run.info.run_id}
     assert model_lineage(client, "models:/no-such-model@champion") == {}
+    # What `ganpipe train` logs: MLflow 3's logged model, models:/m-<id>.
+    logged = client.create_logged_model(
+        tracking.experiment_id(client, Settings.from_env()), source_run_id=run.info.run_id
+    )
+    assert model_lineage(client, f"models:/{logged.model_id}") == {
+        "ganpipe.model_id": logged.model_id,
+        "ganpipe.model_run_id": run.info.run_id,
+    }
