@@ -15,14 +15,24 @@ import signal
 
 from pipelines.signal_shield import children_deaf_to
 
+STARTUP_TIMEOUT_S = 120
+
 
 def start_ephemeral_server_deaf_to_ctrl_c() -> None:
     """Start the server Prefect would start at its first request, unless a real one is configured."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    # Prefect waits 20 s by default. A first start creates and migrates its database, which took
+    # 18 s on 2 cores, and `make demo` on a fresh machine failed once with "Timed out while
+    # attempting to connect to ephemeral Prefect API server".
+    timeout = max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), STARTUP_TIMEOUT_S)
     with children_deaf_to(frozenset({signal.SIGINT})):
-        SubprocessASGIServer().start()  # the instance Prefect's clients will find and reuse
+        SubprocessASGIServer().start(timeout=timeout)  # the instance Prefect's clients will find and reuse
