@@ -311,6 +311,9 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+BAD_INPUT = (ConfigError, FileNotFoundError, ValueError, LookupError)  # `main` prints these as one line
+
+
 def _one_line_for(error: Exception) -> tuple[str, int] | None:
     """The line and exit status for errors of modules that take seconds to import (pyarrow,
     torch): a command that never imported one cannot have raised its error."""
@@ -336,7 +339,7 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
 def reported_in_one_line(error: BaseException) -> bool:
     """Whether `main` ends with one line about this error (no traceback): bad input, a service
     that did not answer, a divergence, and the errors `_one_line_for` knows."""
-    plain = (ConfigError, FileNotFoundError, ValueError, LookupError, ServiceUnavailable, FloatingPointError)
+    plain = (*BAD_INPUT, ServiceUnavailable, FloatingPointError)
     return isinstance(error, plain) or (isinstance(error, Exception) and _one_line_for(error) is not None)
 
 
@@ -347,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, ValueError, LookupError) as error:
+    except BAD_INPUT as error:
         print(f"ganpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except ServiceUnavailable as error:  # MLflow, the Ray cluster or S3 did not answer

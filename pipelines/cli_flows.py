@@ -128,8 +128,8 @@ def prefect_logs_without_tracebacks_of_one_line_errors() -> Iterator[None]:
 def _print_where(summary: dict[str, Any], settings) -> None:
     decision = summary["decision"]
     verdict = "is now champion" if decision["promoted"] else f"not promoted ({decision['reason']})"
-    if decision["reason"].startswith("already the champion"):
-        verdict = f"is the champion ({decision['reason'].removeprefix('already the champion (')}"
+    if decision["already_champion"]:  # "already the champion (promoted over ...)"
+        verdict = decision["reason"].replace("already the champion", "is the champion", 1)
     lines = [
         "",
         f"pipeline {summary['name']}: {summary['model_name']} version {summary['version']} {verdict}",

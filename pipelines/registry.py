@@ -50,6 +50,7 @@ class Decision:
     gates: dict[str, bool] = field(default_factory=dict)
     dry_run: bool = False
     recorded: bool = False  # True when this decision was read back, not recomputed
+    already_champion: bool = False  # the candidate is the champion: nothing was decided
 
 
 # --------------------------------------------------------------------------- registering
@@ -246,19 +247,18 @@ def _as_recorded(decision: Decision, dry_run: bool) -> Decision:
 def _already_champion(name: str, candidate) -> Decision:
     """Nothing to decide; with the figures of the decision that made it champion, where recorded
     (a pipeline re-run reported "already the champion" in place of the figures it was promoted on)."""
-    made_champion = [
-        Decision(**json.loads(value))
-        for key, value in sorted(candidate.tags.items())
-        if key.startswith("promotion.vs.") and json.loads(value).get("promoted")
-    ]
+    decided = [Decision(**json.loads(v)) for k, v in sorted(candidate.tags.items()) if k.startswith("promotion.vs.")]
+    made_champion = [decision for decision in decided if decision.promoted]
     if not made_champion:
         return Decision(
-            name, candidate.version, candidate.version, False, "already the champion", float("nan"), recorded=True
-        )
+            name, candidate.version, candidate.version, False, "already the champion", float("nan"), recorded=True,
+            already_champion=True,
+        )  # fmt: skip
     decision = made_champion[-1]
     over = f"over version {decision.champion}" if decision.champion else "as the first champion"
     decision.reason = f"already the champion (promoted {over}: {decision.reason})"
     decision.champion, decision.promoted, decision.recorded = candidate.version, False, True
+    decision.already_champion = True
     return decision
 
 

@@ -68,7 +68,10 @@ def gan_pipeline(
             f"search-{search_key}", steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
         )
         storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched["best_params"]).encode())
-    config = _training_config(base, searched, storage.child("pipelines", name), train_steps)
+    # Without a search this run, training takes the latest one's best values: the report says which.
+    latest_search_values = None if searched else _stored_best(storage.child("pipelines", name))
+    best = searched["best_params"] if searched else latest_search_values
+    config = _training_config(base, best, train_steps)
 
     key = config.hash()[:8]  # a new config, like new data, is new work; the same one is reused
     run_name = f"{name}-{data.version}-{key}"
@@ -95,8 +98,7 @@ def gan_pipeline(
         "metrics": evaluation["metrics"],
         "decision": decision,
         "search": searched,
-        # Without a search this run, training took the latest one's best values: the report says which.
-        "latest_search_values": None if searched else _stored_best(storage.child("pipelines", name)) or None,
+        "latest_search_values": latest_search_values or None,
     }
     summary["outputs"] = _keep_outputs(settings, summary)
     markdown = pipeline_report(summary)
@@ -122,11 +124,8 @@ def _search_options(space: str, samples: int, scheduler: str) -> dict[str, Any]:
     return {"space": space, "num_samples": samples, "scheduler": scheduler, "max_concurrent": 2, "eval_samples": 1000}
 
 
-def _training_config(
-    base: ExperimentConfig, searched: dict[str, Any] | None, home: Storage, train_steps: int | None
-) -> ExperimentConfig:
+def _training_config(base: ExperimentConfig, best: dict[str, Any], train_steps: int | None) -> ExperimentConfig:
     """The base config with the search's best values (this run's, else the latest stored) and the step budget."""
-    best = searched["best_params"] if searched is not None else _stored_best(home)
     config = apply_overrides(base, best)
     return apply_overrides(config, {"train.steps": train_steps}) if train_steps else config
 
@@ -157,7 +156,7 @@ def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]
             target.write_bytes(Path(local).read_bytes())
             outputs[Path(artifact).stem] = str(target)
     outputs["model"] = f"models:/{summary['model_name']}/{summary['version']}"
-    if summary["decision"]["promoted"] or summary["decision"]["reason"].startswith("already the champion"):
+    if summary["decision"]["promoted"] or summary["decision"]["already_champion"]:
         outputs["champion"] = f"models:/{summary['model_name']}@champion"
     outputs["mlflow run"] = f"{without_credentials(settings.tracking_uri)} run {summary['run_id']}"
     return outputs

@@ -33,7 +33,7 @@ def pipeline_report(summary: dict[str, Any]) -> str:
 
 def _decision(decision: dict[str, Any]) -> list[str]:
     verdict = "promoted to champion" if decision["promoted"] else "not promoted"
-    if decision["reason"].startswith("already the champion"):
+    if decision.get("already_champion"):
         verdict = "is the champion"
     lines = ["## Promotion", "", f"Version {decision['challenger']} {verdict}: {decision['reason']}."]
     if decision.get("difference") is not None:

@@ -22,8 +22,14 @@ def _summary(decision: dict, **more) -> dict:
 
 def test_a_re_run_reports_the_figures_its_champion_was_promoted_on_and_the_search_values_it_used():
     """It said "Version 1 not promoted: already the champion", and a run without a search showed none."""
-    decision = {"promoted": False, "challenger": "1", "reason": "already the champion (promoted as the first "
-                "champion: no champion yet; gates passed)", "difference": None, "gates": {"finite": True}}  # fmt: skip
+    decision = {
+        "promoted": False,
+        "already_champion": True,
+        "challenger": "1",
+        "reason": "already the champion (promoted as the first champion: no champion yet; gates passed)",
+        "difference": None,
+        "gates": {"finite": True},
+    }
     report = pipeline_report(_summary(decision, latest_search_values={"loss.r1_weight": 0.05}))
     assert "Version 1 is the champion: already the champion (promoted as the first champion" in report
     assert "none this run; training used the latest search's best values: `{'loss.r1_weight': 0.05}`" in report
