@@ -119,13 +119,9 @@ def test_a_storage_outage_is_retried_until_it_answers(pipeline_env, monkeypatch,
     monkeypatch.setenv("GANPIPE_STORAGE_WAIT_S", wait_s)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("GANPIPE_STORAGE", "s3://late-bucket/data")
+    _create_bucket_while_the_endpoint_is_down("late-bucket")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-
-    def come_back() -> None:  # the endpoint answers only after the first attempt has failed
-        server.start()
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="late-bucket")
-
-    timer = threading.Timer(1.0, come_back)
+    timer = threading.Timer(1.0, server.start)  # answers only after the first attempt has failed
     timer.start()
     try:
         state = prepare("ring", n_train=1000, return_state=True)
@@ -135,6 +131,21 @@ def test_a_storage_outage_is_retried_until_it_answers(pipeline_env, monkeypatch,
     finally:
         timer.join()
         server.stop()
+
+
+def _create_bucket_while_the_endpoint_is_down(bucket: str) -> None:
+    """Create the bucket through a short-lived in-process server: moto keeps its buckets in this
+    process, so the outage's server has it the moment it answers (creating it after the server
+    started left a window in which the check found no bucket, which it rightly does not wait out)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    setup = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    setup.start()
+    try:
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket=bucket)
+    finally:
+        setup.stop()
 
 
 def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
