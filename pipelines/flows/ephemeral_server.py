@@ -31,7 +31,7 @@ def start_ephemeral_server_deaf_to_ctrl_c() -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     # Prefect waits 20 s by default. A first start creates and migrates its database, which took
-    # 18 s on 2 cores, and `make demo` on a fresh machine failed once with "Timed out while
+    # 18-26 s on 2 cores, and `make demo` on a fresh machine failed once with "Timed out while
     # attempting to connect to ephemeral Prefect API server".
     timeout = max(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(), STARTUP_TIMEOUT_S)
     with children_deaf_to(frozenset({signal.SIGINT})):

@@ -125,7 +125,7 @@ def _search_options(space: str, samples: int, scheduler: str) -> dict[str, Any]:
 
 
 def _training_config(base: ExperimentConfig, best: dict[str, Any], train_steps: int | None) -> ExperimentConfig:
-    """The base config with the search's best values (this run's, else the latest stored) and the step budget."""
+    """The base config with the search values the caller chose, and the step budget."""
     config = apply_overrides(base, best)
     return apply_overrides(config, {"train.steps": train_steps}) if train_steps else config
 
