@@ -70,6 +70,13 @@ class Scaling:
         if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise ValueError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
 
+    def per_worker(self) -> dict[str, float]:
+        """The Ray resources each worker reserves."""
+        resources = {"CPU": self.cpus_per_worker}
+        if self.gpus_per_worker:
+            resources["GPU"] = self.gpus_per_worker
+        return resources
+
 
 # --------------------------------------------------------------------------- worker side
 
@@ -392,9 +399,6 @@ def run_trainer(
     # Records of this attempt's own (a divergence, a stop): none left from an earlier run can be
     # mistaken for them.
     attempt = {"storage_uri": storage_uri, "run_name": run_name, "id": uuid.uuid4().hex}
-    resources = {"CPU": scaling.cpus_per_worker}
-    if scaling.gpus_per_worker:
-        resources["GPU"] = scaling.gpus_per_worker
     trainer = trainer_class(graceful_stop)(
         worker,
         train_loop_config={
@@ -408,7 +412,7 @@ def run_trainer(
             **(extra or {}),
         },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0, resources_per_worker=resources
+            num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0, resources_per_worker=scaling.per_worker()
         ),
         run_config=ray.train.RunConfig(
             name=run_name,

@@ -30,6 +30,8 @@ from pipelines.settings import Settings
 from pipelines.storage import Storage
 from pipelines.tracking_server import without_credentials
 
+FEWER_WORKERS = "Ask for fewer --workers, or a smaller --cpus-per-worker or --gpus-per-worker"
+
 
 @dataclass
 class TrainResult:
@@ -55,6 +57,7 @@ def train_distributed(
     bootstrap: int = 100,
 ) -> TrainResult:
     from pipelines import tracking
+    from pipelines.cluster_room import check_room
     from pipelines.ray_cluster import ensure_ray
     from pipelines.run_lease import holding_run
 
@@ -70,6 +73,7 @@ def train_distributed(
         tracking.check_same_config(client, settings, run_name, config.flat())  # a resume must not change it
         check_steps_not_fewer(config, checkpoints, run_name)
         ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
+        check_room(scaling.workers, scaling.per_worker(), "worker", FEWER_WORKERS, log)  # Ray would wait for ever
         return _train_and_publish(
             config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap
         )

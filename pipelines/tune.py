@@ -271,6 +271,7 @@ def _search(
     from ray import tune
 
     from pipelines import tracking
+    from pipelines.cluster_room import check_room
     from pipelines.ray_cluster import ensure_ray
 
     filesystem, root = storage.child("tune").pyarrow()
@@ -291,6 +292,16 @@ def _search(
 
     client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
     ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
+    # Room for a trial, checked before the search's run opens: Tune would wait for ever for one
+    # that no node of a fixed cluster can hold.
+    if options.workers_per_trial > 1:
+        from pipelines.tune_workers import trial_resources
+
+        per_trial, max_concurrent = trial_resources(options, log)
+    else:
+        each = {"CPU": options.cpus_per_trial, "GPU": options.gpus_per_trial}
+        check_room(1, each, "trial", "Ask for a smaller --cpus-per-trial or --gpus-per-trial", log)
+        per_trial, max_concurrent = each, options.max_concurrent
     experiment_id = tracking.experiment_id(client, settings)
     tags = {
         "ganpipe.kind": "search",
@@ -313,17 +324,15 @@ def _search(
     }
     folder.mkdir(parents=True, exist_ok=True)  # once the search is known to be sound
     spec_path.write_text(json.dumps({"base": requested.to_dict(), "options": asdict(options)}, indent=2))
+    options = replace(options, max_concurrent=max_concurrent)  # as asked in the spec: a resume may have more room
 
     if options.workers_per_trial > 1:  # the trial drives a TorchTrainer
-        from pipelines.tune_workers import run_trial_on_workers, trial_resources
+        from pipelines.tune_workers import run_trial_on_workers
 
-        resources, max_concurrent = trial_resources(options, log)
-        options = replace(options, max_concurrent=max_concurrent)
         trainable = tune.with_parameters(run_trial_on_workers, spec=spec, options=options)
     else:  # the trial trains in its own process
-        resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
         trainable = tune.with_parameters(run_trial, spec=spec)
-    trainable = tune.with_resources(trainable, resources)
+    trainable = tune.with_resources(trainable, {name.lower(): amount for name, amount in per_trial.items()})
     experiment_path = f"{root}/{name}"
     if resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=filesystem):
         log(f"resuming search {name} from {storage.uri}/tune/{name}")

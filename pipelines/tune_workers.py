@@ -22,6 +22,7 @@ from typing import Any
 from gan_core.config import from_dict
 from gan_core.data import Dataset
 from gan_core.training import Hook, TrainState
+from pipelines.cluster_room import Capacity, check_room, cluster_capacity
 from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
 from pipelines.search_space import apply_overrides
 from pipelines.settings import TRACKING_WAIT_S
@@ -36,11 +37,16 @@ def worker_resources(options: SearchOptions) -> dict[str, float]:
     return {"CPU": options.cpus_per_trial / n, "GPU": options.gpus_per_trial / n}
 
 
-def trial_resources(options: SearchOptions, log: Callable[[str], None]) -> tuple[dict[str, float], int]:
+def trial_resources(
+    options: SearchOptions, log: Callable[[str], None], capacity: Capacity | None = None
+) -> tuple[dict[str, float], int]:
     """The trial driver's resources, and how many trials may run at once on this cluster."""
-    import ray
-
-    cluster = ray.cluster_resources()
+    # An autoscaling cluster counts at its largest: the GPU nodes of one that scales from zero
+    # are not there yet when the search starts.
+    capacity = capacity or cluster_capacity()
+    hint = "Ask for fewer --workers-per-trial, or a smaller --cpus-per-trial or --gpus-per-trial"
+    check_room(options.workers_per_trial, worker_resources(options), "worker", hint, log, capacity)
+    cluster = capacity.largest()
     need = {k: v * options.workers_per_trial for k, v in worker_resources(options).items() if v > 0}
     # The trial's own driver holds DRIVER too: without it, a trial whose workers take every CPU
     # "fitted", and Ray waited for ever for CPUs the driver held.

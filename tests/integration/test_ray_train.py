@@ -136,6 +136,27 @@ def test_a_diverged_run_stops_at_once_with_its_cause_and_is_not_retried(settings
     assert not [k for k in keys if "diverged-" in k]  # the record was read and removed
 
 
+def test_more_workers_than_the_cluster_holds_are_refused_before_a_run_is_opened(settings, ray_cluster):
+    """Ray Train V2 tried again every 60 s, for ever, to start a worker group no node could hold
+    (measured: `ganpipe train --workers 4` on a 2-CPU machine)."""
+    from pipelines.cluster_room import cluster_capacity
+
+    capacity = cluster_capacity()  # the fixture's local cluster: one node, no autoscaler
+    assert capacity.known and capacity.autoscaling_max is None and capacity.total["CPU"] == 4.0
+    refusal = (
+        r"the Ray cluster cannot hold 2 worker\(s\) of \{CPU: 3\} each: its nodes have room for 1 \(\{CPU: 4\}\), "
+        r"and it does not autoscale\. Ask for fewer --workers, or a smaller --cpus-per-worker or --gpus-per-worker"
+    )
+    with pytest.raises(ValueError, match=refusal):
+        train_distributed(
+            _config(100), "ring-3cpu", Scaling(workers=2, cpus_per_worker=3), settings, log=lambda _: None
+        )
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    assert experiment is None or not client.search_runs([experiment.experiment_id], "attributes.run_name = 'ring-3cpu'")
+    assert not [k for k in bucket_keys(f"runs-{settings.home.name}/checkpoints/ring-3cpu/") if "lease" in k]
+
+
 def test_a_sigterm_while_publishing_marks_the_run_killed_and_frees_it(settings, ray_cluster, monkeypatch):
     """After training, SIGTERM meets Ray's handler in the driver, which calls sys.exit: the MLflow
     run used to stay RUNNING (SystemExit is no Exception)."""

@@ -48,19 +48,35 @@ def test_pbt_gets_choices_as_lists_and_only_what_may_change_mid_training(tmp_pat
     assert not isinstance(mutations["optim.lr_g"], list)  # a distribution PBT samples from
 
 
-def test_a_trial_whose_workers_take_every_cpu_is_refused_not_left_waiting(monkeypatch):
+def test_a_trial_whose_workers_take_every_cpu_is_refused_not_left_waiting():
     """Its driver's 0.01 CPU was not counted: 2 workers of 1 CPU 'fitted' a 2-CPU cluster, and Ray
     waited for ever for the CPU the driver held."""
-    import ray
-
+    from pipelines.cluster_room import Capacity
     from pipelines.tune import SearchOptions
     from pipelines.tune_workers import trial_resources
 
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    two_cpus = Capacity([{"CPU": 2.0}], autoscaling_max=None)
     options = SearchOptions(space="ring", workers_per_trial=2, cpus_per_trial=2.0)
     with pytest.raises(ValueError, match=r"a trial of 2 workers needs \{'CPU': 2.01\}"):
-        trial_resources(options, log=lambda line: None)
-    assert trial_resources(SearchOptions(space="ring", workers_per_trial=2, cpus_per_trial=1.8), print)[1] == 1
+        trial_resources(options, log=lambda line: None, capacity=two_cpus)
+    options = SearchOptions(space="ring", workers_per_trial=2, cpus_per_trial=1.8)
+    assert trial_resources(options, print, capacity=two_cpus)[1] == 1
+
+
+def test_gpu_trials_on_a_cluster_whose_gpu_nodes_scale_from_zero_are_started():
+    """infra/k8s/raycluster.yaml's GPU group has minReplicas 0: counting only the nodes present,
+    every GPU search there was refused before it began."""
+    from pipelines.cluster_room import Capacity
+    from pipelines.tune import SearchOptions
+    from pipelines.tune_workers import trial_resources
+
+    head_only = Capacity([{"CPU": 0.0}], autoscaling_max={"CPU": 32.0, "GPU": 4.0})
+    options = SearchOptions(space="ring", workers_per_trial=2, cpus_per_trial=8.0, gpus_per_trial=2.0, max_concurrent=4)
+    lines: list[str] = []
+    assert trial_resources(options, lines.append, capacity=head_only)[1] == 2  # 4 GPUs hold 2 trials of 2
+    assert "waiting for its autoscaler to add nodes" in lines[0]
+    with pytest.raises(ValueError, match=r"cannot hold 2 worker\(s\) of \{CPU: 4, GPU: 1\} each"):
+        trial_resources(options, lines.append, capacity=Capacity([{"CPU": 0.0}], autoscaling_max=None))
 
 
 def test_a_pipeline_reuses_a_search_only_for_the_same_base_and_options():
