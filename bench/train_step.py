@@ -12,7 +12,8 @@ example's step, written out here: 64x64 RGB, nz=100, ngf=ndf=64, fp32 (strict: c
 is switched off for it unless `--reference-tf32`), Sigmoid + BCELoss, plain Adam, and
 `.item()` on its five statistics every step (a host sync each). gan_core's step is the one
 `ganpipe train` runs (`start_training` + `step_runner`, the body of `fit`), configured to do
-the same work: DCGAN-64 with batch norm in G and D, the non-saturating loss
+the same work: DCGAN-64 with batch norm in G and D (D's keeping the statistics of real and
+fake rows apart, as the reference's separate passes do), the non-saturating loss
 (BCE on logits), no EMA, and G's update judging the fakes of D's update again
 (`train.reuse_fakes`, as the reference does; `--fresh-fakes` draws new ones). On CUDA it
 uses what the config chooses there: bf16 autocast, channels_last, fused Adam, the dataset

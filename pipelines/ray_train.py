@@ -28,6 +28,7 @@ import torch
 
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.data import Dataset
+from gan_core.models.critic_norm import convert_sync_batchnorm
 from gan_core.outputs.progress import ProgressPrinter
 from gan_core.training import (
     Hook,
@@ -69,6 +70,12 @@ class Scaling:
             raise ValueError(f"--workers={self.workers} is not allowed: an integer >= 1")
         if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
             raise ValueError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
+        if self.sync_batchnorm and not self.gpus_per_worker:
+            # Else every worker fails in DDP's set-up ("SyncBatchNorm layers only work with GPU
+            # modules"), three attempts and some 200 lines later.
+            raise ValueError(
+                "--sync-batchnorm needs GPU workers (--gpus-per-worker > 0): torch syncs batch norm on GPUs only"
+            )
 
     def per_worker(self) -> dict[str, float]:
         """The Ray resources each worker reserves."""
@@ -307,7 +314,7 @@ def train_worker(loop_config: dict[str, Any], make_hooks: HookMaker = train_hook
         if world_size == 1:
             return module
         if loop_config.get("sync_batchnorm"):
-            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            module = convert_sync_batchnorm(module)  # critics keep real and fake statistics apart
         return ddp(module, device)
 
     hooks = make_hooks(rank, world_size, dataset, loop_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from gan_core.config import ModelConfig
+from gan_core.models.critic_norm import CriticBatchNorm2d
 from gan_core.models.parts import GAN, Discriminator, Generator
 
 BASE_SIZE = {8: 2, 16: 4, 28: 7, 32: 4, 64: 4}
@@ -76,7 +77,7 @@ def _discriminator_body(cfg: ModelConfig, in_channels: int, base: int, steps: in
         layers.append(nn.utils.parametrizations.spectral_norm(conv) if cfg.d_norm == "spectral" else conv)
         # DCGAN leaves the first layer unnormalised.
         if i > 0 and cfg.d_norm == "batch":
-            layers.append(nn.BatchNorm2d(width[i]))
+            layers.append(CriticBatchNorm2d(width[i]))
         elif i > 0 and cfg.d_norm == "layer":
             layers.append(nn.GroupNorm(1, width[i]))
         layers.append(nn.LeakyReLU(0.2, inplace=True))

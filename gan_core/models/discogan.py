@@ -15,6 +15,7 @@ from __future__ import annotations
 from torch import nn
 
 from gan_core.config import ModelConfig
+from gan_core.models.critic_norm import CriticBatchNorm1d, CriticBatchNorm2d
 from gan_core.models.parts import GAN, Discriminator, DomainCritics, Translator
 
 SMALLEST_MAP = 4  # the paper's encoder stops at 4x4 (from 64x64)
@@ -60,13 +61,15 @@ def _conv_generator(cfg: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
 
 def _conv_critic(cfg: ModelConfig, shape: tuple[int, ...]) -> Discriminator:
     steps = halvings(shape[1])
-    body, channels = _encoder(shape[0] * cfg.pack, cfg.d_width, steps, cfg.d_norm)
+    body, channels = _encoder(shape[0] * cfg.pack, cfg.d_width, steps, cfg.d_norm, batch_norm=CriticBatchNorm2d)
     side = shape[1] >> steps
     body.append(nn.Flatten())
     return Discriminator(body, channels * side * side, cfg.pack, spectral=cfg.d_norm == "spectral")
 
 
-def _encoder(in_channels: int, width: int, steps: int, norm: str) -> tuple[nn.Sequential, int]:
+def _encoder(
+    in_channels: int, width: int, steps: int, norm: str, batch_norm: type[nn.Module] = nn.BatchNorm2d
+) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
     channels = in_channels
     for i in range(steps):
@@ -76,7 +79,7 @@ def _encoder(in_channels: int, width: int, steps: int, norm: str) -> tuple[nn.Se
         conv = nn.Conv2d(channels, out, 4, 2, 1, bias=not (normalised and norm == "batch"))
         layers.append(nn.utils.parametrizations.spectral_norm(conv) if norm == "spectral" else conv)
         if normalised:
-            layers.append(nn.BatchNorm2d(out) if norm == "batch" else nn.GroupNorm(1, out))
+            layers.append(batch_norm(out) if norm == "batch" else nn.GroupNorm(1, out))
         layers.append(nn.LeakyReLU(0.2, inplace=True))
         channels = out
     return nn.Sequential(*layers), channels
@@ -121,7 +124,7 @@ def _mlp_critic(cfg: ModelConfig, shape: tuple[int, ...]) -> Discriminator:
         linear = nn.Linear(width_in, cfg.d_width)
         layers.append(nn.utils.parametrizations.spectral_norm(linear) if spectral else linear)
         if cfg.d_norm == "batch":
-            layers.append(nn.BatchNorm1d(cfg.d_width))
+            layers.append(CriticBatchNorm1d(cfg.d_width))
         elif cfg.d_norm == "layer":
             layers.append(nn.LayerNorm(cfg.d_width))
         layers.append(nn.LeakyReLU(0.2))

@@ -7,6 +7,7 @@ import math
 from torch import nn
 
 from gan_core.config import ModelConfig
+from gan_core.models.critic_norm import CriticBatchNorm1d
 from gan_core.models.parts import GAN, Discriminator, Generator
 
 
@@ -31,7 +32,7 @@ def build_mlp(cfg: ModelConfig, sample_shape: tuple[int, ...], num_classes: int 
         linear = nn.Linear(out_dim * cfg.pack if i == 0 else cfg.d_width, cfg.d_width)
         d_layers.append(nn.utils.parametrizations.spectral_norm(linear) if spectral else linear)
         if cfg.d_norm == "batch":
-            d_layers.append(nn.BatchNorm1d(cfg.d_width))
+            d_layers.append(CriticBatchNorm1d(cfg.d_width))
         elif cfg.d_norm == "layer":
             d_layers.append(nn.LayerNorm(cfg.d_width))
         d_layers.append(nn.LeakyReLU(0.2))

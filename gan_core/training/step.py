@@ -5,7 +5,8 @@ have their own phases in `translation_step.py`, and the loop picks by the model'
 
 The discriminator scores real and fake samples in a single forward pass: one forward per
 backward keeps DistributedDataParallel simple, and the penalties' inputs (real samples for
-R1, interpolates for WGAN-GP) ride along in the same batch.
+R1, interpolates for WGAN-GP) ride along in the same batch. A critic's batch norm still keeps
+each source's statistics apart (`models/critic_norm.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from gan_core.config import LossConfig
 from gan_core.losses import AdversarialLoss, input_gradient_penalty, unit_gradient_penalty
 from gan_core.models import Discriminator
+from gan_core.models.critic_norm import scoring_sources, source_norms
 from gan_core.training.state import TrainState
 
 
@@ -71,7 +73,7 @@ def discriminator_step(
     scored.requires_grad_(needs_input_grad)
     scored_labels = labels.repeat(len(inputs)) if labels is not None else None
 
-    with ctx.autocast:
+    with ctx.autocast, scoring_sources(source_norms(d_train), len(inputs)):
         out = d_train(scored, scored_labels)
     logits = out.logit.float().chunk(len(inputs))
     real_logit, fake_logit = logits[0], logits[1]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_core.models import DomainCritics, Translator
+from gan_core.models.critic_norm import scoring_sources, source_norms
 from gan_core.training.state import TrainState
 from gan_core.training.step import StepContext, grad_norm, input_penalties, with_instance_noise
 
@@ -39,7 +40,7 @@ def translation_discriminator_step(
     r1_weight = ctx.next_r1_weight()  # one update of both critics
     scored_a, parts = _critic_inputs(real_a, fake_a.to(real_a.dtype), ctx, r1_weight > 0)
     scored_b, _ = _critic_inputs(real_b, fake_b.to(real_b.dtype), ctx, r1_weight > 0)
-    with ctx.autocast:
+    with ctx.autocast, scoring_sources(source_norms(d_train), parts):
         logit_a, logit_b = d_train(scored_a, scored_b)  # both critics in one forward, for DDP
     loss_a, metrics_a = _critic_loss(logit_a.float(), scored_a, parts, ctx, r1_weight)
     loss_b, metrics_b = _critic_loss(logit_b.float(), scored_b, parts, ctx, r1_weight)

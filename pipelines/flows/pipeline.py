@@ -58,15 +58,19 @@ def gan_pipeline(
     stages = Stages(storage, name, data.version)
     base = load_config(preset_path(preset), [*(overrides or []), *data.overrides()])
 
+    scaling = {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker}
     searched = None
     if search_samples > 0:
         search_base = _search_base(base, search_steps)
         options = _search_options(search_space, search_samples, search_scheduler)
         # Another preset, override, space or budget is another search (it was reused by name alone).
         search_key = _search_key(search_base, options)
-        searched = stages.finished(f"search-{search_key}") or stages.record(
-            f"search-{search_key}", steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
-        )
+        searched = stages.finished(f"search-{search_key}")
+        if searched is None:
+            steps.check_cluster(scaling)  # training's workers must fit: said now, not after the search
+            searched = stages.record(
+                f"search-{search_key}", steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
+            )
         storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched["best_params"]).encode())
     # Without a search this run, training takes the latest one's best values: the report says which.
     latest_search_values = None if searched else _stored_best(storage.child("pipelines", name))
@@ -75,7 +79,6 @@ def gan_pipeline(
 
     key = config.hash()[:8]  # a new config, like new data, is new work; the same one is reused
     run_name = f"{name}-{data.version}-{key}"
-    scaling = {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker}
     trained = stages.finished(f"train-{key}") or stages.record(
         f"train-{key}", steps.train(config.to_dict(), run_name, scaling)
     )

@@ -179,5 +179,19 @@ def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
     assert len(client.search_model_versions("name='e2e-generator'")) == 1
 
 
+def test_training_workers_the_cluster_cannot_hold_are_refused_before_the_search(pipeline_env):
+    """The train step refused them, but only once the search before it had run its trials."""
+    from pipelines.flows.pipeline import gan_pipeline
+
+    state = gan_pipeline(name="too-wide", preset="digits-cgan", search_space="digits", search_samples=2,
+                         workers=2, cpus_per_worker=3.0, return_state=True)  # fmt: skip
+    assert state.is_failed()
+    with pytest.raises(ValueError, match=r"the Ray cluster cannot hold 2 worker\(s\) of \{CPU: 3\} each"):
+        state.result()
+    runs = _task_runs(state)
+    assert runs["check-cluster"] == 1 and "search" not in runs and "train" not in runs
+    assert not bucket_keys(f"runs-{pipeline_env.home.name}/pipelines/too-wide/")  # no stage recorded
+
+
 def test_bucket_used_by_the_flows_is_the_test_bucket():
     assert BUCKET == "ganpipe-it"  # the stage and dataset paths above assume it
