@@ -28,6 +28,7 @@ class Capacity:
     nodes: list[dict[str, float]]  # each alive node's resources
     autoscaling_max: dict[str, float] | None  # None: the cluster does not autoscale
     known: bool = True  # False: whether it autoscales could not be read (Ray Client)
+    free: dict[str, float] | None = None  # what no task or actor holds now, over all nodes
 
     @property
     def total(self) -> dict[str, float]:
@@ -46,13 +47,14 @@ def cluster_capacity() -> Capacity:
     import ray
 
     nodes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    free = dict(ray.available_resources())
     try:
         from ray._private.state import state  # Ray Train's own source of the autoscaler's limits
 
         limit = state.get_max_resources_from_cluster_config()
     except Exception:  # Ray Client, or a Ray without it: leave the decision to Ray
-        return Capacity(nodes, None, known=False)
-    return Capacity(nodes, {k: float(v) for k, v in limit.items()} if limit else None)
+        return Capacity(nodes, None, known=False, free=free)
+    return Capacity(nodes, {k: float(v) for k, v in limit.items()} if limit else None, free=free)
 
 
 def workers_that_fit(nodes: list[dict[str, float]], per_worker: Resources) -> int:
@@ -72,13 +74,17 @@ def check_room(
     capacity: Capacity | None = None,
 ) -> None:
     """Raise ValueError if a fixed cluster cannot hold `count` `what`s (workers, trials) of `each`
-    resources at once; say so when an autoscaling cluster must first grow. `hint` names the
-    options that change the request."""
+    resources at once; say so when an autoscaling cluster must first grow, or when other work
+    holds the room now. `hint` names the options that change the request."""
     capacity = capacity or cluster_capacity()
     fit = workers_that_fit(capacity.nodes, each)
-    if fit >= count:
-        return
     asked = f"{count} {what}(s) of {_shown(each)} each"
+    if fit >= count:
+        free = workers_that_fit([capacity.free], each) if capacity.free is not None else count
+        if free < count:  # else the wait is silent (Ray Train speaks after a 60 s startup timeout)
+            log(f"the Ray cluster holds {asked}, but other work uses it now (free room for about {free}): "
+                "waiting until it frees up")  # fmt: skip
+        return
     has = f"its nodes have room for {fit} ({'; '.join(_shown(node, each) for node in capacity.nodes) or 'none'})"
     if capacity.autoscaling_max is not None:
         log(f"the Ray cluster has no room yet for {asked}: {has}; waiting for its autoscaler to add nodes")

@@ -49,3 +49,15 @@ def test_an_autoscaling_cluster_counts_at_its_largest():
     growing = Capacity([{"CPU": 2.0}], autoscaling_max={"CPU": 34.0, "GPU": 4.0})
     assert growing.largest() == {"CPU": 34.0, "GPU": 4.0}
     assert Capacity(TWO_NODES, None).largest() == {"CPU": 4.0, "memory": 8e9, "GPU": 1.0}
+
+
+def test_a_cluster_big_enough_but_busy_says_so_once_and_waits():
+    """Ray waits for busy resources without a word until its 60 s startup timeout."""
+    lines: list[str] = []
+    busy = Capacity(TWO_NODES, autoscaling_max=None, free={"CPU": 1.0, "GPU": 1.0})
+    check_room(2, {"CPU": 1.0}, "worker", HINT, log=lines.append, capacity=busy)
+    check_room(1, {"CPU": 1.0}, "worker", HINT, log=lines.append, capacity=busy)  # free room enough: nothing said
+    assert lines == [
+        "the Ray cluster holds 2 worker(s) of {CPU: 1} each, but other work uses it now (free room for about 1): "
+        "waiting until it frees up"
+    ]
