@@ -96,5 +96,6 @@ def check_room(
 
 def _shown(resources: Resources, only: Resources | None = None) -> str:
     """`{CPU: 1, GPU: 0.5}`: the amounts of the resources `only` asks for (all if it is None)."""
-    names = [name for name in (only or resources) if (only or resources)[name] > 0]
+    asked = only or resources
+    names = [name for name in asked if asked[name] > 0]
     return "{" + ", ".join(f"{name}: {resources.get(name, 0.0):g}" for name in names) + "}"

@@ -33,6 +33,15 @@ from pipelines.tracking_server import without_credentials
 FEWER_WORKERS = "Ask for fewer --workers, or a smaller --cpus-per-worker or --gpus-per-worker"
 
 
+def ensure_room_for_workers(scaling: Scaling, settings: Settings, log: Callable[[str], None] = print) -> None:
+    """Connect to Ray and refuse workers a fixed cluster cannot hold (Ray would wait for ever)."""
+    from pipelines.cluster_room import check_room
+    from pipelines.ray_cluster import ensure_ray
+
+    ensure_ray(settings.ray_address, log, settings.ray_wait_s)
+    check_room(scaling.workers, scaling.per_worker(), "worker", FEWER_WORKERS, log)
+
+
 @dataclass
 class TrainResult:
     run_name: str
@@ -57,8 +66,6 @@ def train_distributed(
     bootstrap: int = 100,
 ) -> TrainResult:
     from pipelines import tracking
-    from pipelines.cluster_room import check_room
-    from pipelines.ray_cluster import ensure_ray
     from pipelines.run_lease import holding_run
 
     settings = settings or Settings.from_env()
@@ -72,8 +79,7 @@ def train_distributed(
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
         tracking.check_same_config(client, settings, run_name, config.flat())  # a resume must not change it
         check_steps_not_fewer(config, checkpoints, run_name)
-        ensure_ray(settings.ray_address, log, settings.ray_wait_s)  # before an MLflow run is opened for nothing
-        check_room(scaling.workers, scaling.per_worker(), "worker", FEWER_WORKERS, log)  # Ray would wait for ever
+        ensure_room_for_workers(scaling, settings, log)  # before an MLflow run is opened for nothing
         return _train_and_publish(
             config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap
         )

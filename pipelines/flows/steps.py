@@ -49,14 +49,10 @@ def search(base: dict[str, Any], options: dict[str, Any], name: str) -> dict[str
 def check_cluster(scaling: dict[str, Any]) -> None:
     """Refuse training's workers if the Ray cluster cannot hold them, before the search that
     precedes training spends its hours (the train step checks again itself)."""
-    from pipelines.cluster_room import check_room
-    from pipelines.ray_cluster import ensure_ray
     from pipelines.ray_train import Scaling
-    from pipelines.train import FEWER_WORKERS
+    from pipelines.train import ensure_room_for_workers
 
-    settings, workers = Settings.from_env(), Scaling(**scaling)
-    ensure_ray(settings.ray_address, _log, settings.ray_wait_s)
-    check_room(workers.workers, workers.per_worker(), "worker", FEWER_WORKERS, _log)
+    ensure_room_for_workers(Scaling(**scaling), Settings.from_env(), _log)
 
 
 @task(name="train", **STEP)
