@@ -75,3 +75,39 @@ def test_sync_batch_norm_keeps_critics_per_source_and_shares_their_weights():
     generator_norms = sum(isinstance(m, nn.BatchNorm2d) for m in gan.generator.modules())
     generator = convert_sync_batchnorm(gan.generator)
     assert generator_norms and sum(type(m) is nn.SyncBatchNorm for m in generator.modules()) == generator_norms
+
+
+# Importing torch's compiler (torch 2.13) runs its own deprecated torch.jit.script_method.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_critic_traces_whole_per_source_and_matches_eager():
+    """`train.compile` (the fastest GPU step) compiles D: the per-source norm must not break its
+    graph (the compiler then fuses each source's statistics, split and cat into D's kernels)."""
+    from torch._dynamo.utils import counters
+
+    config = load_config(preset_path("digits-dcgan"), ["model.d_norm=batch"])
+    eager = build_gan(config.model, (1, 16, 16), 0).discriminator
+    compiled = build_gan(config.model, (1, 16, 16), 0).discriminator
+    compiled.load_state_dict(eager.state_dict())
+    torch._dynamo.reset()
+    counters.clear()
+    compiled.compile()
+    batch = torch.cat([torch.rand(8, 1, 16, 16), torch.randn(8, 1, 16, 16) - 1]).requires_grad_()
+    for sources in (2, 1, 2):  # the critic's update, G's update, the critic's again: no new graph
+        scores = []
+        for critic in (eager, compiled):
+            critic.zero_grad()
+            x = batch.detach().clone().requires_grad_()
+            with scoring_sources(source_norms(critic), sources):
+                logit = critic(x).logit
+            logit.sum().backward()
+            scores.append((logit, x.grad, [p.grad for p in critic.parameters()]))
+        (logit, x_grad, grads), (c_logit, c_x_grad, c_grads) = scores
+        torch.testing.assert_close(c_logit, logit, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(c_x_grad, x_grad, rtol=1e-4, atol=1e-5)
+        for grad, c_grad in zip(grads, c_grads, strict=True):
+            torch.testing.assert_close(c_grad, grad, rtol=1e-4, atol=1e-4)
+    for norm, c_norm in zip(source_norms(eager), source_norms(compiled), strict=True):
+        torch.testing.assert_close(c_norm.running_mean, norm.running_mean)
+        torch.testing.assert_close(c_norm.running_var, norm.running_var)
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["graph_break"])  # one per source count
+    assert not counters["graph_break"]
