@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.cli_flows import add_flow_commands
 
     add_flow_commands(commands)
+    from pipelines.cli_sample import add_sample_command
+
+    add_sample_command(commands)
     from pipelines.cli_bench import add_bench_commands
 
     add_bench_commands(commands)

@@ -134,6 +134,7 @@ def _print_where(summary: dict[str, Any], settings) -> None:
         "",
         f"pipeline {summary['name']}: {summary['model_name']} version {summary['version']} {verdict}",
         *(f"  {k:<12} {v}" for k, v in summary["outputs"].items()),
+        f"draw its samples:   ganpipe sample models:/{summary['model_name']}/{summary['version']} --out samples.png",
         "open the MLflow UI:  mlflow ui --backend-store-uri " + settings.tracking_uri
         if settings.tracking_uri.startswith("sqlite")
         else f"open the MLflow UI:  {without_credentials(settings.tracking_uri)}",

@@ -31,8 +31,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from gan_core.config import ExperimentConfig
+from gan_core.metrics.evaluate import generate
 from gan_core.models import is_translator
-from gan_core.models.truncation import draw_latents, stretch_threshold, truncates
+from gan_core.models.truncation import stretch_threshold, truncates
 
 WEIGHTS = "generator_weights"
 MAX_COUNT = 100_000
@@ -76,15 +77,13 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
             raise BadRequest(f"count={count} is not allowed: 1..{MAX_COUNT}")
         if seed < 0:
             raise BadRequest(f"seed={seed} is not allowed: an integer >= 0")
-        generator = self.generator
-        latent = draw_latents(generator, count, torch.Generator().manual_seed(seed), self.threshold)
-        labels = None
-        if generator.num_classes:
-            if not -1 <= label < generator.num_classes:  # -7 was taken for -1
-                raise BadRequest(f"label={label} is not allowed: -1 (cycle) or 0..{generator.num_classes - 1}")
-            labels = torch.arange(count) % generator.num_classes if label < 0 else torch.full((count,), label)
-        with torch.no_grad():
-            return generator(latent, labels).float().numpy()
+        if not self.generator.num_classes:
+            label = -1  # an unconditional model has always ignored the column
+        try:
+            samples, _ = generate(self.generator, count, seed, label=label, threshold=self.threshold)
+        except ValueError as error:  # a label that is no class
+            raise BadRequest(str(error)) from None
+        return samples.numpy()
 
     def translate(self, model_input: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Translations of the given samples: a table (`images`, optional `direction`) or an array."""

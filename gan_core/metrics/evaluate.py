@@ -405,16 +405,24 @@ def subset_view(view: SampleView, index: torch.Tensor) -> SampleView:
 
 @torch.no_grad()
 def generate(
-    generator: torch.nn.Module, n: int, seed: int, batch: int = 1024
+    generator: torch.nn.Module,
+    n: int,
+    seed: int,
+    batch: int = 1024,
+    label: int = -1,
+    threshold: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples on CPU from fixed latents (and balanced labels for a conditional generator)."""
+    """n samples on CPU from fixed latents; a conditional generator's labels cycle through its
+    classes (label -1) or are all `label`. The same (n, seed, label) gives the same samples in
+    evaluation, pictures, `ganpipe sample` and the served model. `threshold`: a truncating
+    generator's, when already calibrated."""
     if is_translator(generator):
         raise TypeError("a translator draws nothing from latents: use Evaluator.sample (held-out inputs) or translate")
+    labels = class_labels(generator, n, label)
     was_training = generator.training
     generator.eval()
     device = next(generator.parameters()).device
-    latent = draw_latents(generator, n, torch.Generator().manual_seed(seed))
-    labels = torch.arange(n) % generator.num_classes if generator.num_classes else None
+    latent = draw_latents(generator, n, torch.Generator().manual_seed(seed), threshold)
     out = []
     for start in range(0, n, batch):
         z = latent[start : start + batch].to(device)
@@ -422,6 +430,18 @@ def generate(
         out.append(generator(z, y).float().cpu())
     generator.train(was_training)
     return torch.cat(out), labels
+
+
+def class_labels(generator: torch.nn.Module, n: int, label: int = -1) -> torch.Tensor | None:
+    """n labels for a conditional generator: cycling through its classes (-1) or all `label`."""
+    classes = generator.num_classes
+    if not classes:
+        if label != -1:
+            raise ValueError(f"label={label} is not allowed: this generator is unconditional (it draws no classes)")
+        return None
+    if not -1 <= label < classes:  # -7 is no class, not a second way to say -1
+        raise ValueError(f"label={label} is not allowed: -1 (cycle) or 0..{classes - 1}")
+    return torch.arange(n) % classes if label < 0 else torch.full((n,), label)
 
 
 def flatten_report(report: dict[str, dict[str, float]]) -> dict[str, float]:

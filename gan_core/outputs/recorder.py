@@ -84,7 +84,13 @@ def translation_picture(translator: torch.nn.Module, dataset: Dataset, inputs: t
     and translations side by side, coloured by the mode of A they came from."""
     from gan_core.metrics.translation import translate
 
-    translations, round_trips = translate(translator, inputs)
+    return translated_picture(dataset, inputs, *translate(translator, inputs), title)
+
+
+def translated_picture(
+    dataset: Dataset, inputs: torch.Tensor, translations: torch.Tensor, round_trips: torch.Tensor, title: str = ""
+):
+    """`translation_picture` of translations already made."""
     if dataset.kind == "points":
         target = dataset.target
         return translation_scatter(inputs, translations, dataset.modes, target.modes, target.sigma, title)
