@@ -67,8 +67,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
             raise BadRequest(
                 f"input needs columns count and seed (and label for conditional models); missing {sorted(missing)}"
             )
+        labels = frame["label"] if "label" in frame.columns else [-1] * len(frame)
         outputs = [
-            self.sample(int(row["count"]), int(row["seed"]), int(row.get("label", -1))) for _, row in frame.iterrows()
+            self.sample(int(count), int(seed), requested_label(label))
+            for count, seed, label in zip(frame["count"], frame["seed"], labels, strict=True)
         ]
         return np.concatenate(outputs)
 
@@ -189,6 +191,18 @@ def _pyfunc_arguments(generator: torch.nn.Module, config: ExperimentConfig, fold
     )
 
 
+def requested_label(value: Any) -> int:
+    """A request's label: a class, or -1 where the request left it out. Records that name a label in
+    some rows only reach the model as a float column with NaN in the others."""
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, pd.NA
+        return -1
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise BadRequest(f"label={value!r} is not allowed: an integer, -1 (cycle) or a class")
+
+
 def _input_example(generator: torch.nn.Module) -> pd.DataFrame:
     if is_translator(generator):  # one blank sample (every value -1), translated A -> B
         return pd.DataFrame({"images": [[-1.0] * int(np.prod(generator.sample_shape))], "direction": ["a_to_b"]})
@@ -197,15 +211,19 @@ def _input_example(generator: torch.nn.Module) -> pd.DataFrame:
 
 def _signature(generator: torch.nn.Module):
     """count and seed required, label optional (-1: cycle); output (N, *sample_shape) float32.
-    Translators: images (each sample's values, flat) required, direction optional."""
+    Translators: images (each sample's values, flat) required, direction optional.
+
+    `label` is typed any, not long: a request whose records name a label in some rows only is a
+    float column with NaN in the others, which a long column refuses before the model sees it;
+    the model reads such a gap as -1 and refuses what is no integer (`requested_label`)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema, TensorSpec
-    from mlflow.types.schema import Array
+    from mlflow.types.schema import AnyType, Array
 
     if is_translator(generator):
         columns = [ColSpec(Array(DataType.double), "images"), ColSpec("string", "direction", required=False)]
     else:
-        columns = [ColSpec("long", "count"), ColSpec("long", "seed"), ColSpec("long", "label", required=False)]
+        columns = [ColSpec("long", "count"), ColSpec("long", "seed"), ColSpec(AnyType(), "label", required=False)]
     outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, *generator.sample_shape))])
     return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
