@@ -20,6 +20,7 @@ from gan_core.config import ExperimentConfig, load_config, preset_path
 from pipelines.flows import steps
 from pipelines.flows.prepare import prepare
 from pipelines.flows.report import pipeline_report
+from pipelines.flows.requested_stops import log_requested_stops_in_one_line
 from pipelines.flows.stages import Stages
 from pipelines.search_space import apply_overrides
 from pipelines.settings import Settings
@@ -49,6 +50,7 @@ def gan_pipeline(
     bootstrap: int = 100,
     n_train: int = 100_000,
 ) -> dict[str, Any]:
+    log_requested_stops_in_one_line()  # a cancelled run's stop: one line, not three tracebacks
     logger = get_run_logger()
     settings = Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)

@@ -84,6 +84,8 @@ def _cancelled_while_training(api: str, worker_log: Path, settings) -> None:
     # The step of the last checkpoint the workers reported (0 with none); the periodic ones come every 1000.
     stopped = re.search(r"TrainingStopped: stopped at step (\d+) \(SIGTERM\)", worker_log.read_text())
     assert stopped and int(stopped.group(1)) > 200, worker_log.read_text()[-4000:]
+    # The stop is logged in lines, not as the last line of three tracebacks (about 250 lines).
+    assert "gan_core.training.stopping.TrainingStopped:" not in worker_log.read_text()
     tracking = MlflowClient(settings.tracking_uri)
     [trained] = tracking.search_runs(
         [tracking.get_experiment_by_name(settings.experiment).experiment_id], "tags.mlflow.runName LIKE 'cancelled-%'"

@@ -418,6 +418,35 @@ def test_prefect_logs_a_bad_input_s_failure_without_traceback_and_other_failures
     assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
 
 
+def test_a_deployment_s_requested_stop_is_logged_without_traceback_and_other_errors_with_theirs():
+    """A cancelled deployment run logged its TrainingStopped three times with a traceback each."""
+    import logging
+
+    from gan_core.training.stopping import TrainingStopped
+    from pipelines.flows.requested_stops import ENGINE_LOGGERS, log_requested_stops_in_one_line
+
+    loggers = [logging.getLogger(name) for name in ENGINE_LOGGERS]
+    before = [list(logger.filters) for logger in loggers]
+    try:
+        log_requested_stops_in_one_line()
+        log_requested_stops_in_one_line()  # the flow of a second run in the same process
+        assert [len(logger.filters) for logger in loggers] == [len(kept) + 1 for kept in before]
+        for logger in loggers:
+            lines = []
+            for error in (TrainingStopped(268, "SIGTERM"), RuntimeError("bug")):
+                try:
+                    raise error
+                except Exception:  # the record Prefect's engine logs, through the logger's filters
+                    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, repr(error), (), sys.exc_info())
+                assert logger.filter(record)
+                lines.append(logging.Formatter().format(record))
+            assert "stopped at step 268 (SIGTERM)" in lines[0] and "Traceback" not in lines[0]
+            assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
+    finally:
+        for logger, kept in zip(loggers, before, strict=True):
+            logger.filters[:] = kept
+
+
 def test_an_evaluation_records_the_version_an_alias_pointed_at():
     """An evaluation of models:/NAME@champion was tagged with the alias only: after a rollback no
     one could tell which version it had judged."""
