@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--milestones", type=at_least(1), default=4, help="evaluations per trial (ASHA/PBT decide there)"
     )
     search.add_argument("--eval-samples", type=at_least(10), default=1000, help="samples per milestone evaluation")
+    search.add_argument(
+        "--max-failures",
+        type=at_least(0),
+        default=2,
+        help="restarts of a trial whose process died (a node lost), each from its last checkpoint",
+    )
     search.set_defaults(handler=cmd_tune)
 
     promote = commands.add_parser(
@@ -229,6 +235,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         workers_per_trial=args.workers_per_trial,
         milestones=args.milestones,
         eval_samples=args.eval_samples,
+        max_failures=args.max_failures,
     )
     name = args.resume or args.name or f"{args.preset or config.data.name}-search"
     result = run_search(config, options, name, log=_log, resume=bool(args.resume))

@@ -11,6 +11,11 @@ checkpoint cadence), evaluates the EMA generator on held-out data and reports:
   falls below `eval.collapse_threshold` after its first milestone is stopped, and the
   reason is kept in its results.
 
+A trial whose process dies (a node lost, a spot instance taken back, out of memory) starts
+again from its last checkpoint, up to `max_failures` times. A trial that diverges is not
+started again, which would only diverge again: it ends with its reason (`diverged: ...`) and
+no objective.
+
 With `workers_per_trial` > 1 a trial instead drives a Ray Train TorchTrainer whose workers run
 `ganpipe train`'s worker (DDP) and report the same milestones (pipelines/tune_workers.py).
 
@@ -35,7 +40,7 @@ import yaml
 
 from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
-from gan_core.training import Hook, TrainState, fit, load_checkpoint, save_checkpoint
+from gan_core.training import Hook, NonFiniteLossError, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.ctrl_c import noticing_signals, sigterm_as_ctrl_c
 from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
@@ -57,10 +62,13 @@ class SearchOptions:
     milestones: int = 4  # evaluations per trial; ASHA and PBT decide at these
     eval_samples: int = 1000
     seed: int = 0
+    max_failures: int = 2  # restarts of a trial whose process died, each from its last checkpoint
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.max_concurrent < 1 or self.milestones < 1:
             raise ValueError("--num-samples, --max-concurrent and --milestones must be >= 1")
+        if self.max_failures < 0:
+            raise ValueError(f"--max-failures {self.max_failures} is not allowed: an integer >= 0")
         if self.workers_per_trial < 1:
             raise ValueError("--workers-per-trial must be >= 1")
         if self.workers_per_trial > 1 and self.scheduler == "pbt":
@@ -201,11 +209,49 @@ def run_trial(params: dict[str, Any], spec: dict[str, Any]) -> None:
     hook = Milestones(evaluator, config.eval.collapse_threshold, child, stop_on_collapse=spec["stop_on_collapse"])
     hook.milestone = (resume or {}).get("step", 0) // config.train.checkpoint_every
     hook.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
-    with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
-        fit(config, dataset, [hook], resume_from=resume)
+    hooks: list[Hook] = [hook, *crash_hooks(spec)]
+    try:
+        with contextlib.suppress(StopTrial):  # reported with its reason; returning ends the trial
+            fit(config, dataset, hooks, resume_from=resume)
+    except NonFiniteLossError as error:
+        report_divergence(error)
     hook.close(spec.get("tracking_wait_s", TRACKING_WAIT_S))
     if child:
         child[0].set_terminated(child[1])
+
+
+def report_divergence(error: NonFiniteLossError) -> None:
+    """End a diverged trial with its reason. Raising would fail the trial, and Tune would start it
+    again from its last checkpoint (`max_failures`) only to diverge again. Its objective is NaN,
+    which ASHA's cut-offs and the search's summary leave out."""
+    from ray import tune
+
+    tune.report({"objective": float("nan"), "stop_reason": f"diverged: {str(error).split(';')[0]}"})
+
+
+class CrashOnce(Hook):
+    """Test aid (spec["crash"]): once per marker file, at a step, the trial's process dies (kind
+    "exit": a node lost) or its generator's first weight turns NaN (kind "nan": divergence)."""
+
+    def __init__(self, at_step: int, marker: str, kind: str) -> None:
+        self.at_step, self.marker, self.kind = at_step, Path(marker), kind
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        import os
+
+        import torch
+
+        if step < self.at_step or self.marker.exists():
+            return
+        self.marker.write_text(str(step))
+        if self.kind == "exit":
+            os._exit(1)
+        with torch.no_grad():
+            next(state.generator.parameters()).fill_(float("nan"))
+
+
+def crash_hooks(spec: dict[str, Any]) -> list[Hook]:
+    return [CrashOnce(**crash) for crash in spec.get("crash", [])]
 
 
 def trial_evaluator(config: ExperimentConfig, dataset, spec: dict[str, Any]) -> Evaluator:
@@ -248,6 +294,7 @@ def run_search(
     settings: Settings | None = None,
     log: Callable[[str], None] = print,
     resume: bool = False,
+    crash: tuple[dict[str, Any], ...] = (),  # test aid: CrashOnce's arguments, in every trial
 ) -> SearchResult:
     from pipelines.run_lease import holding_run
     from pipelines.storage import Storage
@@ -256,7 +303,7 @@ def run_search(
     storage = Storage.from_uri(settings.storage_uri)
     storage.check(log)
     with holding_run(storage.child("tune", name), f"search {name}", log):  # not run twice at once
-        return _search(base, options, name, settings, storage, log, resume)
+        return _search(base, options, name, settings, storage, log, resume, crash)
 
 
 def _search(
@@ -267,6 +314,7 @@ def _search(
     storage: Any,
     log: Callable[[str], None],
     resume: bool,
+    crash: tuple[dict[str, Any], ...] = (),
 ) -> SearchResult:
     from ray import tune
 
@@ -321,6 +369,7 @@ def _search(
         "experiment_id": experiment_id,
         "storage_uri": settings.storage_uri,
         "tracking_wait_s": settings.tracking_wait_s,
+        "crash": list(crash),
     }
     folder.mkdir(parents=True, exist_ok=True)  # once the search is known to be sound
     spec_path.write_text(json.dumps({"base": requested.to_dict(), "options": asdict(options)}, indent=2))
@@ -351,6 +400,7 @@ def _search(
                 # finished trial there, and the clone, with nothing left to train, kept the other
                 # trial's result as its own (seen in CI: one trial listed twice, exploits lost).
                 stop={"training_iteration": options.milestones},
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
             ),
         )
     how = f"{options.scheduler} scheduler, {options.search} search"

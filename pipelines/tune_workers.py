@@ -21,12 +21,12 @@ from typing import Any
 
 from gan_core.config import from_dict
 from gan_core.data import Dataset
-from gan_core.training import Hook, TrainState
+from gan_core.training import Hook, NonFiniteLossError, TrainState
 from pipelines.cluster_room import Capacity, check_room, cluster_capacity
 from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
 from pipelines.search_space import apply_overrides
 from pipelines.settings import TRACKING_WAIT_S
-from pipelines.tune import Milestones, SearchOptions, StopTrial, mlflow_child, trial_evaluator
+from pipelines.tune import Milestones, SearchOptions, StopTrial, mlflow_child, report_divergence, trial_evaluator
 
 DRIVER = {"cpu": 0.01}  # the trial only drives the trainer (Tune refuses 0)
 
@@ -132,16 +132,19 @@ def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: 
     child = mlflow_child(spec, params, config)
     share = worker_resources(options)
     scaling = Scaling(options.workers_per_trial, share["CPU"], share["GPU"])
-    run_trainer(
-        config,
-        tune.get_context().get_trial_id(),  # the same name again resumes the trial's Train run
-        Storage.from_uri(spec["storage_uri"]).child("tune", spec["name"], "trainers").uri,
-        scaling,
-        run_id=child[1] if child else None,
-        tracking_uri=spec["tracking_uri"],
-        worker=trial_worker,
-        extra={"spec": spec},
-        callbacks=[TuneReportCallback()],
-    )
+    try:
+        run_trainer(
+            config,
+            tune.get_context().get_trial_id(),  # the same name again resumes the trial's Train run
+            Storage.from_uri(spec["storage_uri"]).child("tune", spec["name"], "trainers").uri,
+            scaling,
+            run_id=child[1] if child else None,
+            tracking_uri=spec["tracking_uri"],
+            worker=trial_worker,
+            extra={"spec": spec},
+            callbacks=[TuneReportCallback()],
+        )
+    except NonFiniteLossError as error:  # the workers ended normally; so does the trial, with its reason
+        report_divergence(error)
     if child:
         child[0].set_terminated(child[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -131,6 +132,37 @@ def test_a_search_that_ends_after_its_trials_records_how(settings, ray_cluster, 
     [parent] = client.search_runs([experiment], f"attributes.run_name = 'search-{name}'")
     assert parent.info.status == status
     assert not [k for k in bucket_keys(f"runs-{settings.home.name}/tune/{name}/") if k.endswith("lease.json")]
+
+
+def test_a_trial_whose_process_dies_resumes_from_its_checkpoint_and_one_that_diverges_ends(
+    settings, ray_cluster, tmp_path: Path
+):
+    """Before, a trial whose process died (a node lost) ended in ERROR and was not run again; with
+    retries on, a diverged trial would have been started again only to diverge again."""
+    space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.05, 0.1]}})
+    options = SearchOptions(space=space, num_samples=1, milestones=4, eval_samples=300, scheduler="fifo")
+    died, diverged = tmp_path / "died", tmp_path / "diverged"
+    crash = (
+        {"at_step": 350, "marker": str(died), "kind": "exit"},  # at step 400, before its checkpoint
+        {"at_step": 450, "marker": str(diverged), "kind": "nan"},  # NaN from step 500, found at 600
+    )
+    base = load_config(preset_path("ring"), [*BASE, "train.log_every=100"])
+    result = run_search(base, options, "faults", settings, log=lambda _: None, crash=crash)
+
+    assert died.read_text() == "400" and diverged.read_text() == "500"
+    [ended] = [t for t in result.trials if t["stop_reason"].startswith("diverged: ")]
+    assert "non-finite training metrics by step 600" in ended["stop_reason"]
+    assert math.isnan(ended["objective"])
+    [other] = [t for t in result.trials if t is not ended]
+    assert not other["stop_reason"].startswith(("error", "diverged")), other  # ended as trials end
+    assert result.best_objective == other["objective"]
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(children) == 2  # the restarted trial went on in its own child run
+    for child in children:  # resumed at its checkpoint: no milestone evaluated twice
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "objective")]
+        assert len(steps) == len(set(steps)) and 200 in steps, steps
 
 
 def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, capsys):
