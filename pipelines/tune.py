@@ -226,7 +226,8 @@ def report_divergence(error: NonFiniteLossError) -> None:
     which ASHA's cut-offs and the search's summary leave out."""
     from ray import tune
 
-    tune.report({"objective": float("nan"), "stop_reason": f"diverged: {str(error).split(';')[0]}"})
+    reason = f"diverged: {str(error).split(';')[0]}"  # the step and the metrics, not the advice
+    tune.report({"objective": float("nan"), "stop_reason": reason, "step": getattr(error, "step", 0)})
 
 
 class CrashOnce(Hook):
@@ -556,7 +557,8 @@ def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
     shown = [c for c in columns if c != "checkpoint"]
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for row in sorted(trials, key=lambda t: -(t["objective"] if t["objective"] is not None else -1e9)):
+    scored = lambda t: t["objective"] is not None and not math.isnan(t["objective"])  # noqa: E731
+    for row in sorted(trials, key=lambda t: -t["objective"] if scored(t) else math.inf):  # unscored last
         lines.append("| " + " | ".join(fmt(row[c]) for c in shown) + " |")
     (folder / "results.md").write_text("\n".join(lines) + "\n")
 

@@ -65,7 +65,9 @@ class RankAgreement:
 
 
 def _diverged(step: int, where: str) -> NonFiniteLossError:
-    return NonFiniteLossError(
+    error = NonFiniteLossError(
         f"non-finite training metrics by step {step}: {where}; training stopped, the last checkpoint "
         "written before this step is intact (try a lower learning rate, or R1 / gradient penalty)"
     )
+    error.step = step  # an attribute, not an argument: the error still pickles (Ray) as it did
+    return error

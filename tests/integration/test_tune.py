@@ -152,7 +152,7 @@ def test_a_trial_whose_process_dies_resumes_from_its_checkpoint_and_one_that_div
     assert died.read_text() == "400" and diverged.read_text() == "500"
     [ended] = [t for t in result.trials if t["stop_reason"].startswith("diverged: ")]
     assert "non-finite training metrics by step 600" in ended["stop_reason"]
-    assert math.isnan(ended["objective"])
+    assert math.isnan(ended["objective"]) and ended["step"] == 600
     [other] = [t for t in result.trials if t is not ended]
     assert not other["stop_reason"].startswith(("error", "diverged")), other  # ended as trials end
     assert result.best_objective == other["objective"]
