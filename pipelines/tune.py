@@ -509,10 +509,7 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
             checkpoint=result.checkpoint.path if result.checkpoint else metrics.get("checkpoint_path", ""),
         )
         trials.append(row)
-    finished = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
-    if not finished:
-        raise RuntimeError(f"search {name}: no trial reported a result")
-    best = _best_trial(finished, name, log)
+    best = _best_trial(_scored_trials(trials, name), name, log)
     best_config = apply_overrides(base, {k: best[k] for k in keys})
     (folder / "best.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     _write_tables(trials, folder)
@@ -531,6 +528,17 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
     return SearchResult(
         name, folder, best_config, best["objective"], trials, parent_id, best_params, best["stop_reason"]
     )
+
+
+def _scored_trials(trials: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The trials with an objective; none is an error that says what became of each."""
+    scored = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
+    if scored:
+        return scored
+    fates = "; ".join(f"trial {t['trial']}: {(t['stop_reason'] or 'no milestone reached')[:90]}" for t in trials)
+    if trials and all(t["stop_reason"].startswith("diverged") for t in trials):
+        raise NonFiniteLossError(f"search {name}: every trial diverged ({fates})")
+    raise RuntimeError(f"search {name}: no trial reported a result ({fates or 'no trials'})")
 
 
 def _best_trial(finished: list[dict[str, Any]], name: str, log: Callable[[str], None]) -> dict[str, Any]:

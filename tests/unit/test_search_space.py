@@ -106,3 +106,23 @@ def test_the_best_trial_is_one_that_was_not_stopped_and_a_search_of_stopped_tria
         "warning: every trial of search s was stopped; the best config is that of trial a, "
         "stopped with: mode collapse: coverage 0.10 still below 0.50"
     ]
+
+
+def test_a_search_without_an_objective_says_what_became_of_each_trial():
+    from gan_core.training import NonFiniteLossError
+    from pipelines.tune import _scored_trials
+
+    diverged = {
+        "trial": "a",
+        "objective": float("nan"),
+        "stop_reason": "diverged: non-finite training metrics by step 600",
+    }
+    died = {"trial": "b", "objective": None, "stop_reason": "error: ActorDiedError"}
+    fine = {"trial": "c", "objective": 0.4, "stop_reason": ""}
+    assert _scored_trials([diverged, died, fine], "s") == [fine]
+    with pytest.raises(NonFiniteLossError, match=r"search s: every trial diverged \(trial a: diverged: .* step 600\)"):
+        _scored_trials([diverged, dict(diverged, trial="d")], "s")
+    with pytest.raises(
+        RuntimeError, match=r"no trial reported a result \(trial a: .*; trial b: error: ActorDiedError\)"
+    ):
+        _scored_trials([diverged, died], "s")
