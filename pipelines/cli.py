@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
 from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
+from pipelines.flows.requested_stops import is_requested_stop
 from pipelines.waiting import ServiceUnavailable
 
 FORMATTER = HelpFormatter
@@ -330,11 +331,7 @@ def _one_line_for(error: Exception) -> tuple[str, int] | None:
     storage = sys.modules.get("pipelines.storage")
     if storage is not None and isinstance(error, storage.StorageError):
         return f"storage error: {error}", 2
-    stopping = sys.modules.get("gan_core.training.stopping")
-    if stopping is not None and isinstance(error, stopping.TrainingStopped):  # Ctrl-C, SIGTERM
-        return str(error), error.exit_code
-    tune = sys.modules.get("pipelines.tune")
-    if tune is not None and isinstance(error, tune.SearchInterrupted):  # Ctrl-C, SIGTERM
+    if is_requested_stop(error):  # training or a search stopped by Ctrl-C or SIGTERM
         return str(error), error.exit_code
     lock = sys.modules.get("gan_core.outputs.run_lock")
     if lock is not None and isinstance(error, lock.RunBusy):  # the run is training elsewhere

@@ -98,24 +98,16 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-class _WithoutTraceback(logging.Filter):
-    """Drops the traceback from a log record of an error the command ends with one line about."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from pipelines.cli import reported_in_one_line
-
-        if record.exc_info and record.exc_info[1] is not None and reported_in_one_line(record.exc_info[1]):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
 @contextlib.contextmanager
 def prefect_logs_without_tracebacks_of_one_line_errors() -> Iterator[None]:
     """Prefect logs a failed flow run's exception with its traceback. For bad input (a label out of
     range, a missing file) that was 80 lines of Prefect's internals before the command's own line
     naming the problem; the message stays in Prefect's log line, and other errors keep theirs."""
+    from pipelines.cli import reported_in_one_line
+    from pipelines.flows.requested_stops import WithoutTraceback
+
     loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
-    quiet = _WithoutTraceback()
+    quiet = WithoutTraceback(reported_in_one_line)  # errors the command ends with one line about
     for logger in loggers:
         logger.addFilter(quiet)
     try:

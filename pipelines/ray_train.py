@@ -236,8 +236,9 @@ class CrashOnce(Hook):
     """Test aid: once, at a step, the given rank kills its own process (kind "exit", to exercise
     fault tolerance) or fills its generator's first weight with NaN (kind "nan": divergence)."""
 
-    def __init__(self, rank: int, at_step: int, marker: str, kind: str = "exit") -> None:
+    def __init__(self, rank: int, at_step: int, marker: str, kind: str = "exit", in_train_run: bool = True) -> None:
         self.rank, self.at_step, self.marker, self.kind = rank, at_step, marker, kind
+        self.in_train_run = in_train_run  # False in a Tune trial: no Ray Train checkpoints to wait for
 
     def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
         if step < self.at_step or os.path.exists(self.marker):
@@ -247,11 +248,12 @@ class CrashOnce(Hook):
             with torch.no_grad():
                 next(state.generator.parameters()).fill_(float("nan"))
             return
-        import ray.train
+        if self.in_train_run:
+            import ray.train
 
-        # Die only once Ray has registered the checkpoints reported so far, so that the
-        # test knows which checkpoint the replacement must resume from.
-        ray.train.get_all_reported_checkpoints()
+            # Die only once Ray has registered the checkpoints reported so far, so that the
+            # test knows which checkpoint the replacement must resume from.
+            ray.train.get_all_reported_checkpoints()
         Path(self.marker).write_text(str(step))
         os._exit(1)
 

@@ -42,7 +42,7 @@ from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, NonFiniteLossError, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.ctrl_c import noticing_signals, sigterm_as_ctrl_c
-from pipelines.ray_train import CHECKPOINT_FILE, StopTraining
+from pipelines.ray_train import CHECKPOINT_FILE, CrashOnce, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import TRACKING_WAIT_S, Settings
 
@@ -230,29 +230,13 @@ def report_divergence(error: NonFiniteLossError) -> None:
     tune.report({"objective": float("nan"), "stop_reason": reason, "step": getattr(error, "step", 0)})
 
 
-class CrashOnce(Hook):
-    """Test aid (spec["crash"]): once per marker file, at a step, the trial's process dies (kind
-    "exit": a node lost) or its generator's first weight turns NaN (kind "nan": divergence)."""
-
-    def __init__(self, at_step: int, marker: str, kind: str) -> None:
-        self.at_step, self.marker, self.kind = at_step, Path(marker), kind
-
-    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
-        import os
-
-        import torch
-
-        if step < self.at_step or self.marker.exists():
-            return
-        self.marker.write_text(str(step))
-        if self.kind == "exit":
-            os._exit(1)
-        with torch.no_grad():
-            next(state.generator.parameters()).fill_(float("nan"))
-
-
 def crash_hooks(spec: dict[str, Any]) -> list[Hook]:
-    return [CrashOnce(**crash) for crash in spec.get("crash", [])]
+    """Test aid (spec["crash"]): the trial's process dies (kind "exit": a node lost) or its
+    generator turns NaN (kind "nan": divergence), once per marker file."""
+    return [
+        CrashOnce(0, crash["at_step"], crash["marker"], crash["kind"], in_train_run=False)
+        for crash in spec.get("crash", [])
+    ]
 
 
 def trial_evaluator(config: ExperimentConfig, dataset, spec: dict[str, Any]) -> Evaluator:
@@ -295,7 +279,7 @@ def run_search(
     settings: Settings | None = None,
     log: Callable[[str], None] = print,
     resume: bool = False,
-    crash: tuple[dict[str, Any], ...] = (),  # test aid: CrashOnce's arguments, in every trial
+    crash: tuple[dict[str, Any], ...] = (),  # test aid: crash_hooks' arguments, in every trial
 ) -> SearchResult:
     from pipelines.run_lease import holding_run
     from pipelines.storage import Storage
@@ -530,9 +514,13 @@ def _summarise(grid, base, name, folder: Path, client, parent_id, dimensions, lo
     )
 
 
+def _has_objective(trial: dict[str, Any]) -> bool:
+    return trial["objective"] is not None and not math.isnan(trial["objective"])
+
+
 def _scored_trials(trials: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """The trials with an objective; none is an error that says what became of each."""
-    scored = [t for t in trials if t["objective"] is not None and not math.isnan(t["objective"])]
+    scored = [t for t in trials if _has_objective(t)]
     if scored:
         return scored
     fates = "; ".join(f"trial {t['trial']}: {(t['stop_reason'] or 'no milestone reached')[:90]}" for t in trials)
@@ -565,8 +553,7 @@ def _write_tables(trials: list[dict[str, Any]], folder: Path) -> None:
     shown = [c for c in columns if c != "checkpoint"]
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    scored = lambda t: t["objective"] is not None and not math.isnan(t["objective"])  # noqa: E731
-    for row in sorted(trials, key=lambda t: -t["objective"] if scored(t) else math.inf):  # unscored last
+    for row in sorted(trials, key=lambda t: -t["objective"] if _has_objective(t) else math.inf):  # unscored last
         lines.append("| " + " | ".join(fmt(row[c]) for c in shown) + " |")
     (folder / "results.md").write_text("\n".join(lines) + "\n")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine")
 
@@ -26,9 +27,15 @@ def is_requested_stop(error: BaseException) -> bool:
     )
 
 
-class WithoutTracebackOfRequestedStops(logging.Filter):
+class WithoutTraceback(logging.Filter):
+    """Drops the traceback from log records of the errors `omit` picks; their message stays."""
+
+    def __init__(self, omit: Callable[[BaseException], bool]) -> None:
+        super().__init__()
+        self.omit = omit
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and is_requested_stop(record.exc_info[1]):
+        if record.exc_info and record.exc_info[1] is not None and self.omit(record.exc_info[1]):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -37,5 +44,5 @@ def log_requested_stops_in_one_line() -> None:
     """For the rest of this process (the engine logs after the flow has returned); idempotent."""
     for name in ENGINE_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, WithoutTracebackOfRequestedStops) for f in logger.filters):
-            logger.addFilter(WithoutTracebackOfRequestedStops())
+        if not any(isinstance(f, WithoutTraceback) and f.omit is is_requested_stop for f in logger.filters):
+            logger.addFilter(WithoutTraceback(is_requested_stop))

@@ -397,6 +397,18 @@ def test_mistakes_are_refused_before_prefect_or_ray_start(argv, said, monkeypatc
     assert said in capsys.readouterr().err
 
 
+def _logged_through(logger, error: Exception) -> str:
+    """The line `logger` writes for `error` raised and logged as Prefect's engine logs it, through its filters."""
+    import logging
+
+    try:
+        raise error
+    except Exception:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, repr(error), (), sys.exc_info())
+    assert logger.filter(record)
+    return logging.Formatter().format(record)
+
+
 def test_prefect_logs_a_bad_input_s_failure_without_traceback_and_other_failures_with_theirs():
     """`ganpipe prepare mnist --root bad` printed 90 lines, Prefect's traceback of its flow run,
     before its own line naming the label out of range."""
@@ -405,15 +417,10 @@ def test_prefect_logs_a_bad_input_s_failure_without_traceback_and_other_failures
     from gan_core.data.idx import IdxFormatError
     from pipelines.cli_flows import prefect_logs_without_tracebacks_of_one_line_errors
 
-    logger, lines = logging.getLogger("prefect.flow_runs"), []
+    logger = logging.getLogger("prefect.flow_runs")
     with prefect_logs_without_tracebacks_of_one_line_errors():
-        for error in (IdxFormatError("bad/train-labels-idx1-ubyte: labels must lie in 0..9"), RuntimeError("bug")):
-            try:
-                raise error
-            except Exception:  # the record Prefect's engine logs, through the logger's filters
-                record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, repr(error), (), sys.exc_info())
-            assert logger.filter(record)
-            lines.append(logging.Formatter().format(record))
+        errors = (IdxFormatError("bad/train-labels-idx1-ubyte: labels must lie in 0..9"), RuntimeError("bug"))
+        lines = [_logged_through(logger, error) for error in errors]
     assert len(lines) == 2 and "labels must lie in 0..9" in lines[0] and "Traceback" not in lines[0]
     assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
 
@@ -432,14 +439,7 @@ def test_a_deployment_s_requested_stop_is_logged_without_traceback_and_other_err
         log_requested_stops_in_one_line()  # the flow of a second run in the same process
         assert [len(logger.filters) for logger in loggers] == [len(kept) + 1 for kept in before]
         for logger in loggers:
-            lines = []
-            for error in (TrainingStopped(268, "SIGTERM"), RuntimeError("bug")):
-                try:
-                    raise error
-                except Exception:  # the record Prefect's engine logs, through the logger's filters
-                    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, repr(error), (), sys.exc_info())
-                assert logger.filter(record)
-                lines.append(logging.Formatter().format(record))
+            lines = [_logged_through(logger, error) for error in (TrainingStopped(268, "SIGTERM"), RuntimeError("bug"))]
             assert "stopped at step 268 (SIGTERM)" in lines[0] and "Traceback" not in lines[0]
             assert "Traceback" in lines[1] and "RuntimeError: bug" in lines[1]
     finally:
