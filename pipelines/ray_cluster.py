@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipelines.faults import first_line
+from pipelines.ray_startup_logs import job_runtime_env
 from pipelines.settings import RAY_WAIT_S
 from pipelines.signal_shield import children_deaf_to
 from pipelines.waiting import FIRST_RETRY_S, ServiceUnavailable, tcp_probe, wait_until_answers
@@ -33,7 +34,7 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
         wait_for_cluster(address, wait_s, log)
         log(f"connecting to the Ray cluster at {address}")
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env=job_runtime_env())
         except ConnectionError as error:  # something answers at the port, but Ray could not join it
             raise RayUnavailable(
                 f"the Ray cluster at {address} accepts connections, but Ray could not join it "
@@ -44,7 +45,7 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
         log("starting a local Ray cluster")
         # Keep the dashboard (ray[default]): Train V2's controller is monitored through its state API.
         with children_deaf_to():  # a stop signal for the command must not take the cluster down mid-stop
-            ray.init(log_to_driver=True)
+            ray.init(log_to_driver=True, runtime_env=job_runtime_env())
 
 
 def wait_for_cluster(

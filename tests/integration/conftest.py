@@ -8,6 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from pipelines.ray_startup_logs import job_runtime_env
 from tests.integration.services import mlflow_server, moto_s3
 
 BUCKET = "ganpipe-it"
@@ -47,7 +48,8 @@ def mlflow_url(s3: str, tmp_path_factory: pytest.TempPathFactory):
 def ray_cluster(s3: str):
     import ray
 
-    ray.init(num_cpus=4, log_to_driver=False)
+    # The same job runtime env as `ensure_ray` gives the commands (the startup-timeout log filter).
+    ray.init(num_cpus=4, log_to_driver=False, runtime_env=job_runtime_env())
     yield
     ray.shutdown()
 

@@ -1,0 +1,112 @@
+"""A busy cluster's startup timeouts: one line each from Ray Train's own loggers, other errors whole."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+
+import pytest
+from ray.train import FailureConfig
+from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
+from ray.train.v2._internal.execution.failure_handling.default import DefaultFailurePolicy
+from ray.train.v2.api.exceptions import ControllerError
+
+from pipelines import ray_startup_logs
+from pipelines.ray_startup_logs import (
+    CONTROLLER_LOGGER,
+    FAILURE_POLICY_LOGGER,
+    JOB_CONFIG_ENV,
+    SETUP_HOOK,
+    StartupTimeoutInOneLine,
+    job_runtime_env,
+    log_startup_timeouts_in_one_line,
+)
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture()
+def controller_logs():
+    """Ray Train's two loggers with the job's hook installed, as in the controller's process."""
+    loggers = [logging.getLogger(name) for name in (CONTROLLER_LOGGER, FAILURE_POLICY_LOGGER)]
+    kept, saved = Kept(), [(lg.level, list(lg.filters)) for lg in loggers]
+    for logger in loggers:
+        logger.addHandler(kept)
+        logger.setLevel(logging.INFO)
+    log_startup_timeouts_in_one_line()
+    log_startup_timeouts_in_one_line()  # idempotent: each Ray worker may run it once, tests twice
+    assert [sum(isinstance(f, StartupTimeoutInOneLine) for f in lg.filters) for lg in loggers] == [1, 1]
+    yield kept.records
+    for logger, (level, filters) in zip(loggers, saved, strict=True):
+        logger.removeHandler(kept)
+        logger.setLevel(level)
+        logger.filters[:] = filters
+
+
+def _controller_step_fails(policy: DefaultFailurePolicy, error: Exception):
+    """What Ray Train's controller does with an error of its step: log it, then ask the policy."""
+    try:
+        raise error
+    except Exception as raised:
+        logging.getLogger(CONTROLLER_LOGGER).exception("Error in control loop iteration: %s", raised)
+        return policy.make_decision(training_failed_error=ControllerError(raised))
+
+
+def test_each_startup_timeout_that_ray_retries_is_one_line(controller_logs, monkeypatch):
+    monkeypatch.delenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", raising=False)
+    policy = DefaultFailurePolicy(FailureConfig())
+    for _ in range(3):
+        assert _controller_step_fails(policy, WorkerGroupStartupTimeoutError(num_workers=2)).value == "RETRY"
+    lines = [(r.name, r.getMessage(), r.exc_info) for r in controller_logs]
+    waiting = "no room yet for 2 worker(s) after {}: other work holds the cluster's resources, or nodes are still"
+    assert [name for name, _, _ in lines] == [FAILURE_POLICY_LOGGER] * 3
+    assert [message.split(" joining")[0] for _, message, _ in lines] == [
+        waiting.format(t) for t in ("60 s", "2 min", "3 min")
+    ]
+    assert all(exc_info is None for _, _, exc_info in lines)
+
+
+def test_other_errors_and_a_timeout_that_ends_the_run_keep_their_tracebacks(controller_logs):
+    assert _controller_step_fails(DefaultFailurePolicy(FailureConfig()), RuntimeError("boom")).value == "RAISE"
+    no_retries = DefaultFailurePolicy(FailureConfig(controller_failure_limit=0))
+    assert _controller_step_fails(no_retries, WorkerGroupStartupTimeoutError(num_workers=1)).value == "RAISE"
+    messages = [(r.name, r.getMessage().splitlines()[0]) for r in controller_logs]
+    assert messages == [
+        (CONTROLLER_LOGGER, "Error in control loop iteration: boom"),
+        (FAILURE_POLICY_LOGGER, "[FailurePolicy] RAISE"),
+        (FAILURE_POLICY_LOGGER, "[FailurePolicy] RAISE"),  # the timeout's own controller record is dropped
+    ]
+    assert all(r.exc_info and r.exc_info[1] is not None for r in controller_logs)
+
+
+def test_every_worker_of_the_job_runs_the_hook_unless_a_submitted_job_has_its_own(monkeypatch):
+    monkeypatch.delenv(JOB_CONFIG_ENV, raising=False)
+    assert job_runtime_env() == {"worker_process_setup_hook": SETUP_HOOK}
+    module, _, name = SETUP_HOOK.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is log_startup_timeouts_in_one_line
+    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {"worker_process_setup_hook": "theirs.setup"}}))
+    assert job_runtime_env() == {}  # Ray refuses to merge two hooks: theirs stays
+    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {"pip": ["x"]}}))
+    assert job_runtime_env() == {"worker_process_setup_hook": SETUP_HOOK}
+
+
+def test_ray_is_started_and_joined_with_the_hook(monkeypatch):
+    import ray
+
+    from pipelines.ray_cluster import ensure_ray
+
+    asked = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs))
+    monkeypatch.setattr("pipelines.ray_cluster.wait_for_cluster", lambda *args: None)
+    ensure_ray(None, log=lambda _: None)
+    ensure_ray("10.0.0.1:6379", log=lambda _: None)
+    assert [kwargs["runtime_env"] for kwargs in asked] == [ray_startup_logs.job_runtime_env()] * 2
