@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -155,6 +157,65 @@ def test_more_workers_than_the_cluster_holds_are_refused_before_a_run_is_opened(
     experiment = client.get_experiment_by_name(settings.experiment)
     assert experiment is None or not client.search_runs([experiment.experiment_id], "attributes.run_name = 'ring-3cpu'")
     assert not [k for k in bucket_keys(f"runs-{settings.home.name}/checkpoints/ring-3cpu/") if "lease" in k]
+
+
+def test_a_run_waits_for_room_on_a_busy_cluster_with_one_line_per_startup_timeout(settings, ray_cluster, monkeypatch):
+    """Ray Train's controller gives up on a worker group it cannot place every startup timeout and
+    asks again; each give-up was two tracebacks in its log (about 65 lines), now one line."""
+    import ray
+
+    monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "2")  # Ray Train hands it to the controller
+    hog = ray.remote(num_cpus=ray.available_resources()["CPU"])(Hog).remote()
+    ray.get(hog.ping.remote())
+    waited = "no room yet for 1 worker(s) after 4 s: other work holds the cluster's resources"
+    earlier = _controllers()
+    freeing = threading.Thread(target=_kill_when, args=(hog, lambda: waited in _controller_log(earlier), 90))
+    freeing.start()
+    try:
+        result = train_distributed(_config(20), "ring-busy", Scaling(workers=1), settings, log=lambda _: None)
+    finally:
+        freeing.join()
+    assert result.steps == 20
+    log = _controller_log(earlier)
+    assert "no room yet for 1 worker(s) after 2 s" in log and waited in log, log[-3000:]
+    assert "Traceback" not in log and "WorkerGroupStartupTimeoutError" not in log, log[-3000:]
+
+
+class Hog:
+    def ping(self) -> bool:
+        return True
+
+
+def _kill_when(actor, condition, timeout: float) -> None:
+    """Free the cluster once `condition` holds, or after `timeout` seconds (then the test fails)."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    try:
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:  # else the run would wait for room for ever
+        ray.kill(actor)
+
+
+def _controllers() -> set[str]:
+    from ray.util.state import list_actors
+
+    return {actor.actor_id for actor in list_actors(filters=[("class_name", "=", "TrainController")])}
+
+
+def _controller_log(earlier: set[str]) -> str:
+    """The stderr of the Ray Train controller started since `earlier` ('' before it runs)."""
+    from ray.util.state import get_log
+    from ray.util.state.exception import RayStateApiException
+
+    started = _controllers() - earlier
+    if not started:
+        return ""
+    try:
+        return "".join(get_log(actor_id=started.pop(), suffix="err"))
+    except RayStateApiException:  # its process is still starting
+        return ""
 
 
 def test_a_sigterm_while_publishing_marks_the_run_killed_and_frees_it(settings, ray_cluster, monkeypatch):
