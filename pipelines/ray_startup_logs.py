@@ -40,8 +40,7 @@ class StartupTimeoutInOneLine(logging.Filter):
     "retry" record of it into one line; every other record passes unchanged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        timeout = startup_timeout_in(error) if error is not None else None
+        timeout = startup_timeout_in(record.exc_info[1]) if record.exc_info else None
         if timeout is None:
             return True
         if record.name == CONTROLLER_LOGGER:
@@ -66,10 +65,8 @@ def waiting_line(workers: int | None, retry_message: str) -> str:
 
 
 def timeout_s() -> float:
-    try:
-        return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
-    except ValueError:
-        return DEFAULT_TIMEOUT_S
+    # Ray Train itself parses it with float() before it raises the timeout this line is about.
+    return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
 
 
 def _duration(seconds: float) -> str:
