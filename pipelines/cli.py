@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-failures",
         type=at_least(0),
         default=2,
-        help="restarts of a trial whose process died (a node lost), each from its last checkpoint",
+        help="restarts of a trial whose process died (a node lost), each from its last checkpoint; "
+        "with --workers-per-trial, of its failed workers (by Ray Train), after which the trial ends",
     )
     search.set_defaults(handler=cmd_tune)
 

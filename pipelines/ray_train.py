@@ -258,6 +258,20 @@ class CrashOnce(Hook):
         os._exit(1)
 
 
+class FailsEveryAttempt(Hook):
+    """Test aid: from a step on, raises on every attempt (a bug, or a config that cannot train:
+    out of memory), adding a line to `marker` each time so that a test can count the attempts."""
+
+    def __init__(self, at_step: int, marker: str) -> None:
+        self.at_step, self.marker = at_step, marker
+
+    def on_metrics(self, step: int, metrics: dict[str, float], state: TrainState) -> None:
+        if step >= self.at_step:
+            with open(self.marker, "a") as attempts:
+                attempts.write(f"{step}\n")
+            raise RuntimeError(f"fails at step {step} on every attempt (test aid)")
+
+
 HookMaker = Callable[[int, int, Dataset, dict[str, Any]], list[Hook]]
 
 

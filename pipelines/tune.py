@@ -42,7 +42,7 @@ from gan_core.config import ExperimentConfig, from_dict
 from gan_core.metrics import Evaluator, coverage_from_metrics, flatten_report, objective_of
 from gan_core.training import Hook, NonFiniteLossError, TrainState, fit, load_checkpoint, save_checkpoint
 from pipelines.ctrl_c import noticing_signals, sigterm_as_ctrl_c
-from pipelines.ray_train import CHECKPOINT_FILE, CrashOnce, StopTraining
+from pipelines.ray_train import CHECKPOINT_FILE, CrashOnce, FailsEveryAttempt, StopTraining
 from pipelines.search_space import apply_overrides, load_space, pbt_mutations, to_tune
 from pipelines.settings import TRACKING_WAIT_S, Settings
 
@@ -62,7 +62,7 @@ class SearchOptions:
     milestones: int = 4  # evaluations per trial; ASHA and PBT decide at these
     eval_samples: int = 1000
     seed: int = 0
-    max_failures: int = 2  # restarts of a trial whose process died, each from its last checkpoint
+    max_failures: int = 2  # restarts of a trial whose process (or, multi-worker, a worker) died, from its checkpoint
 
     def __post_init__(self) -> None:
         if self.num_samples < 1 or self.max_concurrent < 1 or self.milestones < 1:
@@ -230,11 +230,14 @@ def report_divergence(error: NonFiniteLossError) -> None:
     tune.report({"objective": float("nan"), "stop_reason": reason, "step": getattr(error, "step", 0)})
 
 
-def crash_hooks(spec: dict[str, Any]) -> list[Hook]:
+def crash_hooks(spec: dict[str, Any], in_train_run: bool = False) -> list[Hook]:
     """Test aid (spec["crash"]): the trial's process dies (kind "exit": a node lost) or its
-    generator turns NaN (kind "nan": divergence), once per marker file."""
+    generator turns NaN (kind "nan": divergence), once per marker file; or it raises on every
+    attempt (kind "error"). `in_train_run`: the trial's workers are a Ray Train run's."""
     return [
-        CrashOnce(0, crash["at_step"], crash["marker"], crash["kind"], in_train_run=False)
+        FailsEveryAttempt(crash["at_step"], crash["marker"])
+        if crash["kind"] == "error"
+        else CrashOnce(0, crash["at_step"], crash["marker"], crash["kind"], in_train_run)
         for crash in spec.get("crash", [])
     ]
 

@@ -23,10 +23,18 @@ from gan_core.config import from_dict
 from gan_core.data import Dataset
 from gan_core.training import Hook, NonFiniteLossError, TrainState
 from pipelines.cluster_room import Capacity, check_room, cluster_capacity
-from pipelines.ray_train import RayReporter, Scaling, run_trainer, train_worker
+from pipelines.ray_train import RayReporter, Scaling, run_trainer, steps_trained, train_worker
 from pipelines.search_space import apply_overrides
 from pipelines.settings import TRACKING_WAIT_S
-from pipelines.tune import Milestones, SearchOptions, StopTrial, mlflow_child, report_divergence, trial_evaluator
+from pipelines.tune import (
+    Milestones,
+    SearchOptions,
+    StopTrial,
+    crash_hooks,
+    mlflow_child,
+    report_divergence,
+    trial_evaluator,
+)
 
 DRIVER = {"cpu": 0.01}  # the trial only drives the trainer (Tune refuses 0)
 
@@ -113,7 +121,8 @@ def trial_hooks(rank: int, world_size: int, dataset: Dataset, loop_config: dict[
         judge.train_keys = (*Milestones.train_keys, "samples_per_s", "samples_per_s_worker", "workers")
         judge.total_milestones = max(1, config.train.steps // config.train.checkpoint_every)
     wait_s = spec.get("tracking_wait_s", TRACKING_WAIT_S)
-    return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every, wait_s)]
+    crashes = crash_hooks(spec, in_train_run=True) if rank == 0 else []
+    return [TrialReporter(rank, world_size, judge, config.train.checkpoint_every, wait_s), *crashes]
 
 
 def trial_worker(loop_config: dict[str, Any]) -> None:
@@ -122,8 +131,15 @@ def trial_worker(loop_config: dict[str, Any]) -> None:
 
 
 def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: SearchOptions) -> None:
-    """The Tune trainable with `workers_per_trial` > 1: one GAN on a TorchTrainer's workers."""
+    """The Tune trainable with `workers_per_trial` > 1: one GAN on a TorchTrainer's workers.
+
+    One failure budget, `max_failures`: Ray Train restarts failed workers from the trial's last
+    checkpoint up to that many times, and a Train run that has spent it ends the trial with its
+    reason. Raising would make Tune start the trial again, with a fresh Ray Train budget each
+    time: (1 + max_failures)^2 attempts of a trial that cannot train. Tune's own retries are left
+    for a trial whose driver died (its node lost); the new driver resumes the same Train run."""
     from ray import tune
+    from ray.train import TrainingFailedError
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from pipelines.storage import Storage
@@ -131,12 +147,15 @@ def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: 
     config = apply_overrides(from_dict(spec["base"]), params)
     child = mlflow_child(spec, params, config)
     share = worker_resources(options)
-    scaling = Scaling(options.workers_per_trial, share["CPU"], share["GPU"])
+    scaling = Scaling(options.workers_per_trial, share["CPU"], share["GPU"], max_failures=options.max_failures)
+    trainers = Storage.from_uri(spec["storage_uri"]).child("tune", spec["name"], "trainers")
+    run_name = tune.get_context().get_trial_id()  # the same name again resumes the trial's Train run
+    status = "FINISHED"
     try:
         run_trainer(
             config,
-            tune.get_context().get_trial_id(),  # the same name again resumes the trial's Train run
-            Storage.from_uri(spec["storage_uri"]).child("tune", spec["name"], "trainers").uri,
+            run_name,
+            trainers.uri,
             scaling,
             run_id=child[1] if child else None,
             tracking_uri=spec["tracking_uri"],
@@ -146,5 +165,26 @@ def run_trial_on_workers(params: dict[str, Any], spec: dict[str, Any], options: 
         )
     except NonFiniteLossError as error:  # the workers ended normally; so does the trial, with its reason
         report_divergence(error)
+    except TrainingFailedError as error:
+        report_failure(error, 1 + options.max_failures, steps_trained(trainers, run_name) or 0)
+        status = "FAILED"
     if child:
-        child[0].set_terminated(child[1])
+        child[0].set_terminated(child[1], status)
+
+
+def report_failure(error: Exception, attempts: int, step: int) -> None:
+    """End a trial whose Train run failed on its last attempt, with the workers' error as its
+    reason and no objective (so the search's summary leaves it out, as it does a diverged trial)."""
+    from ray import tune
+
+    reason = f"failed after {attempts} attempt{'s' if attempts > 1 else ''}: {first_cause(error)}"
+    tune.report({"objective": float("nan"), "stop_reason": reason, "step": step})
+
+
+def first_cause(error: Exception) -> str:
+    """`Type: first line` of the lowest rank's error (or the controller's), without Ray's wrappers."""
+    failures = getattr(error, "worker_failures", None)
+    cause = failures[min(failures)] if failures else getattr(error, "controller_failure", error)
+    cause = getattr(cause, "cause", None) or cause  # a RayTaskError carries the worker's own exception
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"

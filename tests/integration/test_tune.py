@@ -108,6 +108,29 @@ def test_trials_train_on_two_ray_train_workers(settings, ray_cluster, tmp_path: 
         assert metrics["samples_per_s"] == pytest.approx(2 * metrics["samples_per_s_worker"])
 
 
+def test_a_multi_worker_trial_that_fails_every_attempt_ends_after_max_failures_retries(
+    settings, ray_cluster, tmp_path: Path
+):
+    """Ray Train restarts a trial's failed workers; Tune used to start the whole trial again on
+    top, each time with a fresh Ray Train budget: 3 x 3 attempts of a trial that cannot train."""
+    space = _space(tmp_path, {"loss.r1_weight": {"choice": [0.1]}})
+    options = SearchOptions(space=space, scheduler="fifo", num_samples=1, milestones=2, eval_samples=300)
+    options = replace(options, workers_per_trial=2, cpus_per_trial=2, max_failures=1)
+    attempts = tmp_path / "attempts"
+    crash = ({"at_step": 0, "marker": str(attempts), "kind": "error"},)
+    base = load_config(preset_path("ring"), ["data.n_train=2000", "train.steps=100"])
+    with pytest.raises(RuntimeError, match="no trial reported a result") as raised:
+        run_search(base, options, "fails", settings, log=lambda _: None, crash=crash)
+
+    assert len(attempts.read_text().splitlines()) == 2  # the first and --max-failures 1 more
+    assert re.search(r"failed after 2 attempts: RuntimeError: fails at step \d+ on every attempt", str(raised.value))
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    [parent] = client.search_runs([experiment], "attributes.run_name = 'search-fails'")
+    [child] = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert child.info.status == "FAILED"
+
+
 @pytest.mark.parametrize(
     ("error", "status"),
     [(SystemExit(15), "KILLED"), (RuntimeError("no trial reported a result"), "FAILED")],

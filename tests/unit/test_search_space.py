@@ -126,3 +126,15 @@ def test_a_search_without_an_objective_says_what_became_of_each_trial():
         RuntimeError, match=r"no trial reported a result \(trial a: .*; trial b: error: ActorDiedError\)"
     ):
         _scored_trials([diverged, died], "s")
+
+
+def test_a_multi_worker_trial_that_failed_is_named_by_its_lowest_ranks_error_or_its_controllers():
+    from ray.exceptions import RayTaskError
+    from ray.train import ControllerError, WorkerGroupError
+
+    from pipelines.tune_workers import first_cause
+
+    wrapped = RayTaskError("train_fn", "Traceback ...", RuntimeError("CUDA out of memory\nTried to allocate 2 GiB"))
+    workers = WorkerGroupError("rank snippets", {1: ValueError("rank 1 followed"), 0: wrapped})
+    assert first_cause(workers) == "RuntimeError: CUDA out of memory"
+    assert first_cause(ControllerError(TimeoutError("no placement group\n..."))) == "TimeoutError: no placement group"
