@@ -11,6 +11,11 @@ so does a startup timeout that ends the run.
 The controller runs in its own Ray worker process, so the filter is installed there, by the
 job's `worker_process_setup_hook` (`job_runtime_env`). This module imports nothing heavy: every
 worker of the job runs the hook as it starts.
+
+Every run's controller also printed one error-level line from Ray's C++ core about Ray Train's
+own preemption watcher actor (its constructor arguments are in the object store), which no user
+can act on. Python logging never sees it; the driver drops it where it prints what the workers
+wrote, through Ray's RAY_DEDUP_LOGS_SKIP_REGEX (`skip_ray_internal_warnings`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 60.0
 SETUP_HOOK = f"{__name__}.log_startup_timeouts_in_one_line"
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set for a driver that runs as a submitted Ray job
+SKIP_REGEX_ENV = "RAY_DEDUP_LOGS_SKIP_REGEX"  # forwarded lines the driver does not print; read as Ray is imported
+PREEMPTION_WATCHER_WARNING = (
+    r"core_worker\.cc:\d+: Actor with class name: 'PreemptionWatcher' .*constructor arguments in the object store"
+)
 
 
 def startup_timeout_in(error: BaseException) -> BaseException | None:
@@ -86,3 +95,13 @@ def job_runtime_env() -> dict[str, str]:
     hook of its own (Ray refuses to merge two)."""
     submitted = json.loads(os.environ.get(JOB_CONFIG_ENV) or "{}").get("runtime_env") or {}
     return {} if "worker_process_setup_hook" in submitted else {"worker_process_setup_hook": SETUP_HOOK}
+
+
+def skip_ray_internal_warnings() -> None:
+    """Adds Ray's preemption-watcher line to the lines the driver skips, keeping a user's own
+    RAY_DEDUP_LOGS_SKIP_REGEX. Effective only before `ray` is imported in this process."""
+    theirs = os.environ.get(SKIP_REGEX_ENV)
+    if theirs and PREEMPTION_WATCHER_WARNING in theirs:
+        return
+    ours = PREEMPTION_WATCHER_WARNING
+    os.environ[SKIP_REGEX_ENV] = f"(?:{theirs})|(?:{ours})" if theirs else ours

@@ -1,10 +1,12 @@
-"""A busy cluster's startup timeouts: one line each from Ray Train's own loggers, other errors whole."""
+"""A busy cluster's startup timeouts: one line each from Ray Train's own loggers, other errors whole;
+Ray's line about its own preemption watcher not printed."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import logging
+import os
 
 import pytest
 from ray.train import FailureConfig
@@ -18,9 +20,11 @@ from pipelines.ray_startup_logs import (
     FAILURE_POLICY_LOGGER,
     JOB_CONFIG_ENV,
     SETUP_HOOK,
+    SKIP_REGEX_ENV,
     StartupTimeoutInOneLine,
     job_runtime_env,
     log_startup_timeouts_in_one_line,
+    skip_ray_internal_warnings,
 )
 
 
@@ -110,3 +114,31 @@ def test_ray_is_started_and_joined_with_the_hook(monkeypatch):
     ensure_ray(None, log=lambda _: None)
     ensure_ray("10.0.0.1:6379", log=lambda _: None)
     assert [kwargs["runtime_env"] for kwargs in asked] == [ray_startup_logs.job_runtime_env()] * 2
+
+
+WATCHER_LINE = (
+    "[2026-12-03 12:57:09,278 E 16315 16353] core_worker.cc:2465: Actor with class name: 'PreemptionWatcher' and "
+    "ID: '18f92d500178d2e3876e63df01000000' has constructor arguments in the object store and max_restarts > 0. "
+    "If the arguments in the object store go out of scope or are lost, the actor restart will fail."
+)
+OTHER_CORE_ERROR = "[2026-12-03 12:57:10,001 E 16315 16353] core_worker.cc:912: Failed to register worker to Raylet"
+
+
+def _printed(lines: list[str]) -> list[str]:
+    """What the driver prints of a batch of lines a worker wrote, skipping as the environment says."""
+    from ray._private.ray_logging import LogDeduplicator
+
+    printed = LogDeduplicator(5, None, os.environ[SKIP_REGEX_ENV]).deduplicate({"ip": "h", "pid": 1, "lines": lines})
+    return [line for batch in printed for line in batch["lines"]]
+
+
+def test_the_driver_does_not_print_rays_preemption_watcher_line_and_keeps_a_users_skips(monkeypatch):
+    monkeypatch.delenv(SKIP_REGEX_ENV, raising=False)
+    skip_ray_internal_warnings()
+    assert _printed([WATCHER_LINE, OTHER_CORE_ERROR, "step 20/20"]) == [OTHER_CORE_ERROR, "step 20/20"]
+
+    monkeypatch.setenv(SKIP_REGEX_ENV, "^DEBUG")
+    skip_ray_internal_warnings()
+    skip_ray_internal_warnings()  # once only: every import of the package calls it
+    assert _printed([WATCHER_LINE, "DEBUG x", OTHER_CORE_ERROR]) == [OTHER_CORE_ERROR]
+    assert os.environ[SKIP_REGEX_ENV].count("PreemptionWatcher") == 1
