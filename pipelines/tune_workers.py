@@ -177,8 +177,14 @@ def report_failure(error: Exception, attempts: int, step: int) -> None:
     reason and no objective (so the search's summary leaves it out, as it does a diverged trial)."""
     from ray import tune
 
-    reason = f"failed after {attempts} attempt{'s' if attempts > 1 else ''}: {first_cause(error)}"
-    tune.report({"objective": float("nan"), "stop_reason": reason, "step": step})
+    tune.report({"objective": float("nan"), "stop_reason": failure_reason(error, attempts), "step": step})
+
+
+def failure_reason(error: Exception, attempts: int) -> str:
+    """`failed after 3 attempts: RuntimeError: ...`; a controller's error (Ray Train counts those
+    against a limit of their own) says nothing of attempts."""
+    spent = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if getattr(error, "worker_failures", None) else ""
+    return f"failed{spent}: {first_cause(error)}"
 
 
 def first_cause(error: Exception) -> str:

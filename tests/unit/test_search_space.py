@@ -132,9 +132,11 @@ def test_a_multi_worker_trial_that_failed_is_named_by_its_lowest_ranks_error_or_
     from ray.exceptions import RayTaskError
     from ray.train import ControllerError, WorkerGroupError
 
-    from pipelines.tune_workers import first_cause
+    from pipelines.tune_workers import failure_reason
 
     wrapped = RayTaskError("train_fn", "Traceback ...", RuntimeError("CUDA out of memory\nTried to allocate 2 GiB"))
     workers = WorkerGroupError("rank snippets", {1: ValueError("rank 1 followed"), 0: wrapped})
-    assert first_cause(workers) == "RuntimeError: CUDA out of memory"
-    assert first_cause(ControllerError(TimeoutError("no placement group\n..."))) == "TimeoutError: no placement group"
+    assert failure_reason(workers, 3) == "failed after 3 attempts: RuntimeError: CUDA out of memory"
+    assert failure_reason(workers, 1) == "failed after 1 attempt: RuntimeError: CUDA out of memory"
+    controller = ControllerError(TimeoutError("no placement group\n..."))
+    assert failure_reason(controller, 3) == "failed: TimeoutError: no placement group"
