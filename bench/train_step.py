@@ -349,7 +349,7 @@ def parse_args() -> argparse.Namespace:
         "--memory-format",
         default="auto",
         choices=["auto", "channels_last", "contiguous"],
-        help="gan_core's train.memory_format (auto: channels_last on CUDA, contiguous on CPU)",
+        help="gan_core's train.memory_format (auto: channels_last on CUDA and CPU)",
     )
     parser.add_argument(
         "--cuda-graphs",

@@ -198,7 +198,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     # Layout of conv models' weights and of the image data (resident, so no per-step conversion):
-    # channels_last is NHWC. auto: channels_last on CUDA, contiguous (NCHW) on CPU. MLPs ignore it.
+    # channels_last is NHWC. auto: channels_last on CUDA and CPU, contiguous (NCHW) on other
+    # devices. MLPs ignore it.
     # (Not on/off: YAML reads those as booleans.)
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # Replay each non-reporting step as one CUDA graph (gan_core/training/graphed.py). auto: on

@@ -187,11 +187,13 @@ def build_state(
 
 
 def memory_format_for(config: ExperimentConfig, device: torch.device, *models: nn.Module) -> torch.memory_format:
-    """channels_last (NHWC) for conv models when `train.memory_format` asks for it (auto: on CUDA,
-    where cuDNN's NHWC kernels are the fast ones); the plain contiguous layout otherwise."""
+    """channels_last (NHWC) for conv models when `train.memory_format` asks for it; the plain
+    contiguous layout otherwise. auto: channels_last on CUDA, where cuDNN's NHWC kernels are the
+    fast ones, and on CPU, where oneDNN's are (measured on 2 cores: 15-32% more steps/s for the
+    digits presets, none lost on stacked digits); contiguous elsewhere (Apple's MPS, say)."""
     choice = config.train.memory_format
     if choice == "auto":
-        choice = "channels_last" if device.type == "cuda" else "contiguous"
+        choice = "channels_last" if device.type in ("cuda", "cpu") else "contiguous"
     convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for model in models for m in model.modules())
     return torch.channels_last if choice == "channels_last" and convolutional else torch.contiguous_format
 

@@ -1,7 +1,7 @@
 """The fast path, as far as it runs on CPU, computes the plain fp32 step.
 
 On CUDA the step runs with channels_last conv weights and image data, fused Adam and bf16
-autocast. The first two run on CPU as well, so here a few steps of them are compared with the
+autocast. The first two are what a CPU run does as well, so here a few steps of them are compared with the
 plain step: contiguous (NCHW) layout and the single-tensor (for-loop) Adam, both in fp32.
 bf16 is left out: its rounding (about 3 significant digits) would hide a wrong learning rate.
 """
@@ -102,8 +102,8 @@ def test_fast_path_is_what_the_cpu_run_uses(data):
     assert state.batches.x.is_contiguous(memory_format=cl) and not state.batches.x.is_contiguous()
     assert state.opt_g.defaults["fused"] and state.opt_d.defaults["fused"]
 
-    auto, _, _ = _run(data, steps=0)  # auto means contiguous on CPU
-    assert auto.memory_format == torch.contiguous_format and auto.batches.x.is_contiguous()
+    auto, _, _ = _run(data, steps=0)  # auto means channels_last on CPU too (oneDNN's fast layout)
+    assert auto.memory_format == cl and auto.batches.x.is_contiguous(memory_format=cl)
 
 
 def test_mlp_ignores_channels_last(data):
