@@ -23,6 +23,7 @@ from gan_core.config import from_dict
 from gan_core.data import Dataset
 from gan_core.training import Hook, NonFiniteLossError, TrainState
 from pipelines.cluster_room import Capacity, check_room, cluster_capacity
+from pipelines.faults import first_line
 from pipelines.ray_train import RayReporter, Scaling, run_trainer, steps_trained, train_worker
 from pipelines.search_space import apply_overrides
 from pipelines.settings import TRACKING_WAIT_S
@@ -192,5 +193,4 @@ def first_cause(error: Exception) -> str:
     failures = getattr(error, "worker_failures", None)
     cause = failures[min(failures)] if failures else getattr(error, "controller_failure", error)
     cause = getattr(cause, "cause", None) or cause  # a RayTaskError carries the worker's own exception
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+    return f"{type(cause).__name__}: {first_line(cause)}"
