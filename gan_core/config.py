@@ -232,11 +232,13 @@ class EvalConfig:
     n_samples: int = 2500  # generated samples per evaluation (the PacGAN protocol uses 2500)
     seed: int = 1234  # fixed latent seed, so two generators are compared on the same draws
     classifier_epochs: int = 40  # training of the feature classifier behind the image metrics
+    classifier_images: int = 200_000  # ... but it sees at most this many images (MNIST: about 3 epochs)
     collapse_threshold: float = 0.5  # coverage below this fraction of modes/classes means collapse
 
     def __post_init__(self) -> None:
         _check(self.n_samples >= 10, "eval.n_samples", "an integer >= 10", self.n_samples)
         _check(self.classifier_epochs >= 1, "eval.classifier_epochs", "an integer >= 1", self.classifier_epochs)
+        _check(self.classifier_images >= 64, "eval.classifier_images", "an integer >= 64", self.classifier_images)
         _check_seed("eval.seed", self.seed)
         _check(
             0 <= self.collapse_threshold <= 1, "eval.collapse_threshold", "a number in [0, 1]", self.collapse_threshold

@@ -200,7 +200,7 @@ class Evaluator:
         self.classifier = classifier
         if self.classifier is None and _images(dataset):
             self.classifier, self.classifier_accuracy = load_or_train_classifier(
-                self.domain, cache_dir, self.config.classifier_epochs, log=log
+                self.domain, cache_dir, self.config.classifier_epochs, log=log, max_images=self.config.classifier_images
             )
         self.metrics = [name for name in METRICS if METRICS.get(name).applies(dataset)]
         self.reference = self._reference()

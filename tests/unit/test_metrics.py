@@ -211,3 +211,50 @@ def test_a_damaged_cached_classifier_is_trained_again_and_replaced(tmp_path):
     assert any(line.startswith(f"cached classifier {cached} cannot be read") for line in said), said
     assert load_or_train_classifier(digits, tmp_path, epochs=1)[1] == accuracy  # the new one, read back
     assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # no temporary file left beside it
+
+
+def _digits_at_28_pixels():
+    """MNIST-sized images: the 8x8 digits scaled to 20x20 on a 28x28 background, as MNIST centres them."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    digits = load_dataset("digits")
+    grow = lambda x: F.pad(F.interpolate(x, size=20, mode="bilinear"), (4,) * 4, value=-1.0)  # noqa: E731
+    return dataclasses.replace(digits, name="digits-28", train_x=grow(digits.train_x), test_x=grow(digits.test_x))
+
+
+def test_the_classifier_trains_for_its_epochs_but_sees_at_most_its_image_budget():
+    """40 epochs of MNIST at full resolution would have taken about 90 minutes on 2 CPU cores
+    before the first evaluation could start; the budget caps it at a few epochs there."""
+    from gan_core.metrics.classifier import training_steps
+
+    assert training_steps(1437, 40, 200_000) == 40 * 22  # the digits: their 40 epochs, as before
+    assert training_steps(60_000, 40, 200_000) == 3125  # MNIST: 200,000 images, 3.3 epochs
+    assert training_steps(60_000, 1, 200_000) == 937  # fewer epochs than the budget allows
+    assert training_steps(10, 40, 64) == 1  # never nothing
+
+
+def test_an_mnist_sized_classifier_keeps_to_its_budget_is_accurate_and_is_cached(tmp_path):
+    from gan_core.metrics.classifier import classifier_key, load_or_train_classifier
+
+    data = _digits_at_28_pixels()
+    said: list[str] = []
+    model, accuracy = load_or_train_classifier(data, tmp_path, epochs=40, log=said.append, max_images=12_800)
+    assert said[-1].startswith("feature classifier: 12,800/12,800 images (100%)"), said  # 9 epochs, not 40
+    assert len(said) == 4 and "images/s" in said[0] and "left" in said[0], said  # progress as it goes
+    assert accuracy >= 0.9
+    assert model.features[0].stride == (2, 2)  # the strided stem that makes 28x28 affordable
+
+    said.clear()
+    again, cached_accuracy = load_or_train_classifier(data, tmp_path, epochs=40, log=said.append, max_images=12_800)
+    assert said == [] and cached_accuracy == accuracy  # read from the cache
+    assert torch.equal(again.embed(data.test_x[:50])[0], model.embed(data.test_x[:50])[0])
+    # A budget that changes the training is another classifier; one that does not is the same.
+    assert classifier_key(data, 40, 0, 6400) != classifier_key(data, 40, 0, 12_800)
+    assert classifier_key(load_dataset("digits"), 40, 0, 10**6) == classifier_key(load_dataset("digits"), 40, 0)
+
+
+def test_an_eval_config_refuses_a_classifier_budget_below_one_batch():
+    with pytest.raises(ValueError, match=r"eval\.classifier_images=10 is not allowed: an integer >= 64"):
+        EvalConfig(classifier_images=10)
