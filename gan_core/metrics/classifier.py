@@ -72,7 +72,7 @@ def _stem_stride(image_size: int) -> int:
 def training_steps(n_train: int, epochs: int, max_images: int) -> int:
     """Optimizer steps: `epochs` passes over the training split, but at most `max_images` images.
 
-    A small set (1,437 digits) gets its epochs; MNIST's 60,000 stop at the image budget, a few
+    A small set (1,438 digits) gets its epochs; MNIST's 60,000 stop at the image budget, a few
     epochs, which is where such a network's test accuracy levels off.
     """
     steps_per_epoch = max(1, n_train // BATCH)

@@ -229,7 +229,7 @@ def test_the_classifier_trains_for_its_epochs_but_sees_at_most_its_image_budget(
     before the first evaluation could start; the budget caps it at a few epochs there."""
     from gan_core.metrics.classifier import training_steps
 
-    assert training_steps(1437, 40, 200_000) == 40 * 22  # the digits: their 40 epochs, as before
+    assert training_steps(1438, 40, 200_000) == 40 * 22  # the digits: their 40 epochs, as before
     assert training_steps(60_000, 40, 200_000) == 3125  # MNIST: 200,000 images, 3.3 epochs
     assert training_steps(60_000, 1, 200_000) == 937  # fewer epochs than the budget allows
     assert training_steps(10, 40, 64) == 1  # never nothing
