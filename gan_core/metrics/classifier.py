@@ -131,7 +131,8 @@ class _Progress:
         left = (self.steps - step) * BATCH / rate
         self.log(
             f"feature classifier: {step * BATCH:,}/{self.steps * BATCH:,} images ({step / self.steps:.0%}), "
-            f"loss {loss.item():.3f}, {rate:,.0f} images/s" + (f", about {left:.0f} s left" if left >= 1 else "")
+            f"loss {loss.item():.3f}, {rate:,.0f} images/s"
+            + (f", about {left:.0f} s left" if step < self.steps else "")
         )
 
 
