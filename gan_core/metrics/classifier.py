@@ -75,8 +75,11 @@ def training_steps(n_train: int, epochs: int, max_images: int) -> int:
     A small set (1,438 digits) gets its epochs; MNIST's 60,000 stop at the image budget, a few
     epochs, which is where such a network's test accuracy levels off.
     """
-    steps_per_epoch = max(1, n_train // BATCH)
-    return max(1, min(epochs * steps_per_epoch, max_images // BATCH))
+    return max(1, min(epochs * _steps_per_epoch(n_train), max_images // BATCH))
+
+
+def _steps_per_epoch(n_train: int) -> int:
+    return max(1, n_train // BATCH)  # an epoch's last partial batch is skipped
 
 
 def train_classifier(
@@ -109,10 +112,10 @@ def train_classifier(
 
 
 def _shuffled_batches(n: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches of BATCH, a fresh order each epoch; an epoch's last partial batch is skipped."""
+    """Index batches of BATCH, a fresh order each epoch."""
     while True:
         order = torch.randperm(n, generator=gen)
-        for i in range(max(1, n // BATCH)):
+        for i in range(_steps_per_epoch(n)):
             yield order[i * BATCH : (i + 1) * BATCH]
 
 
