@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gan_core.data import load_dataset
 from gan_core.data.idx import IdxFormatError, read_idx, write_idx
@@ -123,3 +124,18 @@ def test_missing_file_and_folder(tmp_path: Path):
     # A bucket's URI came out as a missing local folder named "s3:/bucket/mnist".
     with pytest.raises(ValueError, match=r"data.root s3://bucket/mnist is a URI.*ganpipe prepare mnist --root s3://"):
         load_dataset("mnist", root="s3://bucket/mnist")
+
+
+def test_the_mnist_preset_trains_on_an_idx_folder_and_draws_each_class(tmp_path: Path):
+    from gan_core.config import load_config, preset_path
+    from gan_core.training import fit
+
+    folder = _mnist_folder(tmp_path, n_train=40)
+    config = load_config(preset_path("mnist-acgan"), [f"data.root={folder}", "train.steps=3", "train.batch_size=8"])
+    state = fit(config, load_dataset(config.data.name, root=config.data.root))
+    assert state.step == 3
+    labels = torch.arange(10)
+    images = state.generator.eval()(torch.randn(10, config.model.latent_dim), labels)
+    assert images.shape == (10, 1, 28, 28) and torch.isfinite(images).all()
+    out = state.discriminator(images, labels)
+    assert out.class_logits.shape == (10, 10)  # AC-GAN's class head
