@@ -46,6 +46,9 @@ def add_flow_commands(commands: Any) -> None:
         "--train-steps", type=at_least(1), default=None, help="steps of the final training (default: preset)"
     )
     pipeline.add_argument("--workers", type=at_least(1), default=1, help="Ray Train workers for the final training")
+    pipeline.add_argument(
+        "--cpus-per-worker", type=non_negative, default=1.0, help="CPUs per training worker (its torch threads)"
+    )
     pipeline.add_argument("--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per training worker")
     pipeline.add_argument("--model", default=None, help="registered model name (default: NAME-generator)")
     pipeline.add_argument("--margin", type=float, default=0.0, help="promotion margin on the objective")
@@ -91,7 +94,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,
             overrides=args.overrides, search_space=args.space, search_samples=args.search_samples,
             search_steps=args.search_steps, search_scheduler=args.scheduler, train_steps=args.train_steps,
-            workers=args.workers, gpus_per_worker=args.gpus_per_worker, model_name=args.model, margin=args.margin,
+            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+            model_name=args.model, margin=args.margin,
             bootstrap=args.bootstrap, n_train=args.n_train,
         )  # fmt: skip
     _print_where(summary, Settings.from_env())

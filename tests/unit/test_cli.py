@@ -473,3 +473,17 @@ def test_an_evaluation_records_the_version_an_alias_pointed_at():
         "ganpipe.model_id": logged.model_id,
         "ganpipe.model_run_id": run.info.run_id,
     }
+
+
+def test_pipeline_passes_cpus_per_worker_to_the_flow(monkeypatch):
+    """A Ray worker gets as many torch threads as CPUs it reserves, so on a 2-core machine the
+    pipeline's single training worker ran at one thread until it could ask for two."""
+    import pipelines.cli_flows as cli_flows
+    import pipelines.flows.ephemeral_server as ephemeral
+
+    calls = []
+    monkeypatch.setattr(ephemeral, "start_ephemeral_server_deaf_to_ctrl_c", lambda: None)
+    monkeypatch.setattr(pipelines.flows.pipeline, "gan_pipeline", lambda **kwargs: calls.append(kwargs) or {})
+    monkeypatch.setattr(cli_flows, "_print_where", lambda summary, settings: None)
+    assert main(["pipeline", "--name", "p", "--cpus-per-worker", "2", "--workers", "1"]) == 0
+    assert calls[0]["cpus_per_worker"] == 2.0 and calls[0]["workers"] == 1
