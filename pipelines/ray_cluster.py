@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pipelines.faults import first_line
+from pipelines.local_ray_stop import stop_without_grace
 from pipelines.ray_startup_logs import job_runtime_env
 from pipelines.settings import RAY_WAIT_S
 from pipelines.signal_shield import children_deaf_to
@@ -46,6 +47,7 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
         # Keep the dashboard (ray[default]): Train V2's controller is monitored through its state API.
         with children_deaf_to():  # a stop signal for the command must not take the cluster down mid-stop
             ray.init(log_to_driver=True, runtime_env=job_runtime_env())
+        stop_without_grace()  # its processes cannot take the SIGTERM Ray's shutdown would wait on
 
 
 def wait_for_cluster(
