@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config, preset_names, preset_path
-from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
+from pipelines.cli_args import CPUS_DEFAULT, HelpFormatter, at_least, non_negative, run_name
 from pipelines.flows.requested_stops import is_requested_stop
 from pipelines.waiting import ServiceUnavailable
 
@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--local", action="store_true", help="train in this process with gan_core alone (no Ray)")
     train.add_argument("--fresh", action="store_true", help="(--local) start over instead of resuming")
     train.add_argument("--workers", type=at_least(1), default=2, help="Ray Train workers (data-parallel ranks)")
-    train.add_argument("--cpus-per-worker", type=non_negative, default=1.0, help="CPUs reserved per worker")
+    train.add_argument(
+        "--cpus-per-worker",
+        type=non_negative,
+        default=None,
+        help=f"CPUs reserved per worker, its torch threads ({CPUS_DEFAULT})",
+    )
     train.add_argument(
         "--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per worker (NCCL when > 0, else gloo)"
     )

@@ -12,6 +12,10 @@ from collections.abc import Callable
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
+# --cpus-per-worker's default, decided once the cluster is known (`Scaling.sized_for`)
+CPUS_DEFAULT = "default: a local cluster's CPUs shared among the workers; 1 on a cluster at RAY_ADDRESS"
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's default after its help, unless the help already names it or there is none."""
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from pipelines.cli_args import HelpFormatter, at_least, non_negative, run_name
+from pipelines.cli_args import CPUS_DEFAULT, HelpFormatter, at_least, non_negative, run_name
 from pipelines.tracking_server import without_credentials
 
 FORMATTER = HelpFormatter
@@ -47,7 +47,10 @@ def add_flow_commands(commands: Any) -> None:
     )
     pipeline.add_argument("--workers", type=at_least(1), default=1, help="Ray Train workers for the final training")
     pipeline.add_argument(
-        "--cpus-per-worker", type=non_negative, default=1.0, help="CPUs per training worker (its torch threads)"
+        "--cpus-per-worker",
+        type=non_negative,
+        default=None,
+        help=f"CPUs per training worker, its torch threads ({CPUS_DEFAULT})",
     )
     pipeline.add_argument("--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per training worker")
     pipeline.add_argument("--model", default=None, help="registered model name (default: NAME-generator)")

@@ -21,6 +21,8 @@ GCS_PORT = 6379  # a head node's port when RAY_ADDRESS names only the host
 CLIENT_PORT = 10001  # ... and Ray Client's, for ray://host
 NOT_A_PLACE = {"auto", "local"}  # addresses Ray resolves itself, on this machine
 
+_local_cpus: float | None = None  # the CPUs of the local cluster this process started, if it did
+
 
 class RayUnavailable(ServiceUnavailable):
     """The Ray cluster at RAY_ADDRESS did not answer for as long as the caller was willing to wait."""
@@ -48,6 +50,14 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = print, wait_s: 
         with children_deaf_to():  # a stop signal for the command must not take the cluster down mid-stop
             ray.init(log_to_driver=True, runtime_env=job_runtime_env())
         stop_without_grace()  # its processes cannot take the SIGTERM Ray's shutdown would wait on
+        global _local_cpus
+        _local_cpus = ray.cluster_resources().get("CPU")
+
+
+def local_cluster_cpus() -> float | None:
+    """The CPUs of the local Ray cluster `ensure_ray` started in this process; None when it
+    joined a cluster at RAY_ADDRESS, whose CPUs other jobs may share."""
+    return _local_cpus
 
 
 def wait_for_cluster(

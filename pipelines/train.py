@@ -33,13 +33,18 @@ from pipelines.tracking_server import without_credentials
 FEWER_WORKERS = "Ask for fewer --workers, or a smaller --cpus-per-worker or --gpus-per-worker"
 
 
-def ensure_room_for_workers(scaling: Scaling, settings: Settings, log: Callable[[str], None] = print) -> None:
-    """Connect to Ray and refuse workers a fixed cluster cannot hold (Ray would wait for ever)."""
+def ensure_room_for_workers(scaling: Scaling, settings: Settings, log: Callable[[str], None] = print) -> Scaling:
+    """Connect to Ray, decide the CPUs per worker if they were not given, and refuse workers a
+    fixed cluster cannot hold (Ray would wait for ever). Returns the scaling to train with."""
     from pipelines.cluster_room import check_room
-    from pipelines.ray_cluster import ensure_ray
+    from pipelines.ray_cluster import ensure_ray, local_cluster_cpus
 
     ensure_ray(settings.ray_address, log, settings.ray_wait_s)
-    check_room(scaling.workers, scaling.per_worker(), "worker", FEWER_WORKERS, log)
+    sized = scaling.sized_for(local_cluster_cpus())
+    if scaling.cpus_per_worker is None and local_cluster_cpus():
+        log(f"each worker reserves {sized.cpus_per_worker:g} of the local cluster's {local_cluster_cpus():g} CPUs")
+    check_room(sized.workers, sized.per_worker(), "worker", FEWER_WORKERS, log)
+    return sized
 
 
 @dataclass
@@ -79,7 +84,7 @@ def train_distributed(
         client = tracking.client_for(settings, log)  # waits for the MLflow server if it does not answer
         tracking.check_same_config(client, settings, run_name, config.flat())  # a resume must not change it
         check_steps_not_fewer(config, checkpoints, run_name)
-        ensure_room_for_workers(scaling, settings, log)  # before an MLflow run is opened for nothing
+        scaling = ensure_room_for_workers(scaling, settings, log)  # before an MLflow run is opened for nothing
         return _train_and_publish(
             config, run_name, scaling, settings, checkpoints, dataset, client, log, crash, register_as, bootstrap
         )

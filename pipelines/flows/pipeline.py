@@ -43,7 +43,7 @@ def gan_pipeline(
     search_scheduler: str = "asha",
     train_steps: int | None = None,
     workers: int = 1,
-    cpus_per_worker: float = 1.0,
+    cpus_per_worker: float | None = None,  # None: a local cluster's CPUs shared among the workers, else 1
     gpus_per_worker: float = 0.0,
     model_name: str | None = None,
     margin: float = 0.0,

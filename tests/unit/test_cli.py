@@ -487,3 +487,38 @@ def test_pipeline_passes_cpus_per_worker_to_the_flow(monkeypatch):
     monkeypatch.setattr(cli_flows, "_print_where", lambda summary, settings: None)
     assert main(["pipeline", "--name", "p", "--cpus-per-worker", "2", "--workers", "1"]) == 0
     assert calls[0]["cpus_per_worker"] == 2.0 and calls[0]["workers"] == 1
+    assert main(["pipeline", "--name", "p"]) == 0
+    assert calls[1]["cpus_per_worker"] is None  # decided once the cluster is known
+
+
+@pytest.mark.parametrize(
+    ("asked", "workers", "local_cpus", "reserved"),
+    [
+        (None, 1, 2.0, 2.0),  # one worker alone on a local cluster: all of its CPUs
+        (None, 2, 16.0, 8.0),
+        (None, 3, 2.0, 1.0),  # more workers than CPUs: 1 each, which the room check then refuses
+        (None, 2, None, 1.0),  # a cluster at RAY_ADDRESS, which other jobs share
+        (0.5, 1, 16.0, 0.5),  # as asked
+    ],
+)
+def test_workers_share_a_local_cluster_s_cpus_unless_told_otherwise(asked, workers, local_cpus, reserved):
+    from pipelines.ray_train import Scaling
+
+    assert Scaling(workers, asked).sized_for(local_cpus).per_worker() == {"CPU": reserved}
+
+
+def test_the_cpus_of_a_cluster_the_command_started_are_known_and_of_one_it_joined_not(monkeypatch):
+    import ray
+
+    import pipelines.ray_cluster as ray_cluster
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 6.0})
+    monkeypatch.setattr(ray_cluster, "wait_for_cluster", lambda *args: None)
+    monkeypatch.setattr(ray_cluster, "stop_without_grace", lambda: True)
+    monkeypatch.setattr(ray_cluster, "_local_cpus", None)
+    ray_cluster.ensure_ray("10.0.0.1:6379", log=lambda _: None)
+    assert ray_cluster.local_cluster_cpus() is None
+    ray_cluster.ensure_ray(None, log=lambda _: None)
+    assert ray_cluster.local_cluster_cpus() == 6.0

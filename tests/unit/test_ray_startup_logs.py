@@ -110,6 +110,9 @@ def test_ray_is_started_and_joined_with_the_hook(monkeypatch):
     asked = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr("pipelines.ray_cluster.stop_without_grace", lambda: True)
+    monkeypatch.setattr("pipelines.ray_cluster._local_cpus", None)
     monkeypatch.setattr("pipelines.ray_cluster.wait_for_cluster", lambda *args: None)
     ensure_ray(None, log=lambda _: None)
     ensure_ray("10.0.0.1:6379", log=lambda _: None)
