@@ -7,6 +7,7 @@ Each subcommand is a small function; heavy imports happen inside them so that
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -389,5 +390,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return known[1]
 
 
+def console() -> None:
+    """The `ganpipe` command: `main`, then an exit that skips the interpreter's last garbage collections.
+
+    The command holds over 300k objects once torch, Ray and MLflow are imported, and Python's
+    finalization walks all of them in several full collections: measured, 1.8-1.9 s between the
+    last atexit handler and the end of the process, 2.5 s after a `ganpipe train`. Frozen, they
+    are left to the OS (0.3 s). Nothing is lost: atexit handlers (Ray's shutdown, MLflow's and
+    logging's flushes) still run, and objects made after the freeze are collected as before."""
+    try:
+        code = main()
+    finally:
+        gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -231,6 +231,23 @@ def test_console_script_runs():
     assert "nonsaturating" in out.stdout
 
 
+def test_the_command_exits_with_main_s_code_and_leaves_its_objects_to_the_os(monkeypatch):
+    """The console entry point freezes the heap so the interpreter's exit skips collecting it."""
+    import gc
+
+    import pipelines.cli as cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.console()
+        assert exit_info.value.code == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
 def test_evaluate_a_run_folder_with_bootstrap_intervals(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
     args = ["train", "--local", "--preset", "ring", "--out-root", str(tmp_path), "--name", "r",
