@@ -40,9 +40,10 @@ def ensure_room_for_workers(scaling: Scaling, settings: Settings, log: Callable[
     from pipelines.ray_cluster import ensure_ray, local_cluster_cpus
 
     ensure_ray(settings.ray_address, log, settings.ray_wait_s)
-    sized = scaling.sized_for(local_cluster_cpus())
-    if scaling.cpus_per_worker is None and local_cluster_cpus():
-        log(f"each worker reserves {sized.cpus_per_worker:g} of the local cluster's {local_cluster_cpus():g} CPUs")
+    local_cpus = local_cluster_cpus()
+    sized = scaling.sized_for(local_cpus)
+    if scaling.cpus_per_worker is None and local_cpus:
+        log(f"each worker reserves {sized.cpus_per_worker:g} of the local cluster's {local_cpus:g} CPUs")
     check_room(sized.workers, sized.per_worker(), "worker", FEWER_WORKERS, log)
     return sized
 
