@@ -1,7 +1,8 @@
 """A CUDA-graphed run trains exactly like the eager one; runs the graph cannot replay say why.
 
-The comparisons need a GPU and are skipped without one (CI has none; they were run on an H100,
-see the README's "Training speed"). The refusal tests run everywhere.
+The comparisons need a GPU and are skipped without one (CI has none; they were run on an H100
+and, with the critic's per-source batch norm, on an H200: see the README's "Training speed").
+The refusal tests run everywhere.
 """
 
 import pytest
