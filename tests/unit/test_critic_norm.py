@@ -77,8 +77,6 @@ def test_sync_batch_norm_keeps_critics_per_source_and_shares_their_weights():
     assert generator_norms and sum(type(m) is nn.SyncBatchNorm for m in generator.modules()) == generator_norms
 
 
-# Importing torch's compiler (torch 2.13) runs its own deprecated torch.jit.script_method.
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_a_compiled_critic_traces_whole_per_source_and_matches_eager():
     """`train.compile` (the fastest GPU step) compiles D: the per-source norm must not break its
     graph (the compiler then fuses each source's statistics, split and cat into D's kernels)."""

@@ -168,6 +168,8 @@ COMPILED_RTOL = 1e-3
 
 @needs_cuda
 @pytest.mark.parametrize("mode", ["default", "max-autotune"])
+# The compiler suggests TF32 matrix products; this comparison keeps fp32 on purpose.
+@pytest.mark.filterwarnings("ignore:TensorFloat32 tensor cores:UserWarning")
 def test_compiled_and_graphed_training_stays_with_the_eager_step(mode: str, deterministic_cudnn):
     compiled, record = _train("train.cuda_graphs=always", "train.compile=true", f"train.compile_mode={mode}")
     eager, e_record = _train("train.cuda_graphs=never")
@@ -177,8 +179,6 @@ def test_compiled_and_graphed_training_stays_with_the_eager_step(mode: str, dete
     assert [sorted(m) for m in record.metrics] == [sorted(m) for m in e_record.metrics]
 
 
-# Importing torch's compiler (torch 2.13) runs its own deprecated torch.jit.script_method.
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_keeps_only_the_projection_of_z_contiguous():
     """The workaround for torch 2.11's stride assertion touches DCGAN's first layer alone."""
     config = load_config(
