@@ -34,17 +34,18 @@ def main() -> None:
 
     import ray
 
-    from pipelines.ray_train import Scaling, run_trainer
+    from pipelines.train.scaling import Scaling
+    from pipelines.train.trainer import run_trainer, worker_options
 
     ray.init(log_to_driver=False)
     with tempfile.TemporaryDirectory() as storage:
         scaling = Scaling(workers=1, max_failures=0)
         one = load_config(preset_path(args.preset), ["train.steps=1", "train.checkpoint_every=1"])
         started = time.perf_counter()
-        run_trainer(one, "startup", storage, scaling)
+        run_trainer(worker_options(one, "startup", storage), scaling)
         startup = time.perf_counter() - started
         started = time.perf_counter()
-        run_trainer(config, "bench", storage, scaling)
+        run_trainer(worker_options(config, "bench", storage), scaling)
         through_ray = time.perf_counter() - started
     ray.shutdown()
     print(

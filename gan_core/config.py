@@ -55,7 +55,7 @@ class DataConfig:
     seed: int = 0  # seed of the synthetic draw and of the train/test split
 
     def __post_init__(self) -> None:
-        from gan_core.data import DATASETS
+        from gan_core.data import DATASETS  # lazy: keeps torch out of `ganpipe --help`
 
         _check(self.name in DATASETS, "data.name", f"one of {DATASETS.names()}", self.name)
         _check(self.n_train >= 100, "data.n_train", "an integer >= 100", self.n_train)
@@ -81,7 +81,7 @@ class ModelConfig:
     truncation: float = 1.0
 
     def __post_init__(self) -> None:
-        from gan_core.models import MODELS, TRANSLATION_MODELS
+        from gan_core.models import MODELS, TRANSLATION_MODELS  # lazy: keeps torch out of `ganpipe --help`
 
         _check(self.name in MODELS, "model.name", f"one of {MODELS.names()}", self.name)
         _check(
@@ -130,7 +130,7 @@ class LossConfig:
     top_k_anneal: float = 0.5
 
     def __post_init__(self) -> None:
-        from gan_core.losses import LOSSES
+        from gan_core.losses import LOSSES  # lazy: keeps torch out of `ganpipe --help`
 
         _check(self.name in LOSSES, "loss.name", f"one of {LOSSES.names()}", self.name)
         for key in ("r1_weight", "gp_weight", "instance_noise", "aux_weight", "reconstruction_weight"):
@@ -275,8 +275,8 @@ class ExperimentConfig:
 
     def _check_translation_pairing(self) -> None:
         """A translation model needs a dataset of two domains, and only it can use one."""
-        from gan_core.data import TRANSLATION_DATASETS
-        from gan_core.models import TRANSLATION_MODELS
+        from gan_core.data import TRANSLATION_DATASETS  # lazy: torch stays out of --help
+        from gan_core.models import TRANSLATION_MODELS  # lazy: torch stays out of --help
 
         translator, paired = self.model.name in TRANSLATION_MODELS, self.data.name in TRANSLATION_DATASETS
         _check(

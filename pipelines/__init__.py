@@ -1,7 +1,14 @@
-"""The pipeline: storage, Ray, MLflow and Prefect around gan_core, and the `ganpipe` CLI."""
+"""The pipeline around gan_core: storage, Ray, MLflow and Prefect, and the `ganpipe` CLI.
 
-from pipelines.ray_startup_logs import skip_ray_internal_warnings
+The folders are the layers, each importing only those below it (docs/architecture.md; the
+contract is in pyproject.toml and `lint-imports` checks it):
 
-# Here, because Ray reads the setting once, when it is imported, and every driver (the CLI, a
-# Prefect deployment's flow, a notebook) imports this package before it imports Ray.
-skip_ray_internal_warnings()
+    cli/                      the `ganpipe` command
+    flows/  benchmarks/       Prefect flows; the literature's benchmarks
+    tune/                     hyperparameter search on Ray Tune
+    train/                    training on Ray Train
+    registry/  evaluate/      model versions and promotion; evaluation, pictures
+    tracking/  storage/  cluster/   MLflow; URIs, datasets, leases; reaching Ray
+    runtime/                  waiting out outages, fault kinds, signals, log filters
+    settings.py               where the services are, from the environment
+"""

@@ -7,11 +7,15 @@ map grows, from ``g_width * 2**(ups-1)`` down to the image's channels (ngf = g_w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
-from gan_core.config import ModelConfig
 from gan_core.models.critic_norm import CriticBatchNorm2d
 from gan_core.models.parts import GAN, Discriminator, Generator
+
+if TYPE_CHECKING:
+    from gan_core.config import ModelConfig
 
 BASE_SIZE = {8: 2, 16: 4, 28: 7, 32: 4, 64: 4}
 

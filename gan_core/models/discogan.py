@@ -12,11 +12,15 @@ double at each halving. `latent_dim` is unused: the input sample is the generato
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
-from gan_core.config import ModelConfig
 from gan_core.models.critic_norm import CriticBatchNorm1d, CriticBatchNorm2d
 from gan_core.models.parts import GAN, Discriminator, DomainCritics, Translator
+
+if TYPE_CHECKING:
+    from gan_core.config import ModelConfig
 
 SMALLEST_MAP = 4  # the paper's encoder stops at 4x4 (from 64x64)
 

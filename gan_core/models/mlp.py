@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from torch import nn
 
-from gan_core.config import ModelConfig
 from gan_core.models.critic_norm import CriticBatchNorm1d
 from gan_core.models.parts import GAN, Discriminator, Generator
+
+if TYPE_CHECKING:
+    from gan_core.config import ModelConfig
 
 
 def build_mlp(cfg: ModelConfig, sample_shape: tuple[int, ...], num_classes: int = 0) -> GAN:

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from gan_core.data import Dataset
+from gan_core.metrics.evaluate import generate
+from gan_core.metrics.translation import translate
 from gan_core.models import is_translator
 from gan_core.pictures import labelled, loss_curves, render_samples, save_gif, translation_grid, translation_scatter
 from gan_core.training.hooks import Hook
@@ -66,7 +68,6 @@ PICTURE_TRANSLATIONS = 48  # input, translation, round trip: three tiles each
 def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, title: str):
     """The picture of a generator: a grid of 64 images, or 2500 points over the true modes. For
     a translator: held-out inputs of A beside their translations (and round trips for images)."""
-    from gan_core.metrics.evaluate import generate
 
     if is_translator(generator):
         count = PICTURE_POINTS if dataset.kind == "points" else PICTURE_TRANSLATIONS
@@ -82,7 +83,6 @@ def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, titl
 def translation_picture(translator: torch.nn.Module, dataset: Dataset, inputs: torch.Tensor, title: str = ""):
     """Images: each input of A | its translation A->B | its round trip A->B->A. Points: inputs
     and translations side by side, coloured by the mode of A they came from."""
-    from gan_core.metrics.translation import translate
 
     return translated_picture(dataset, inputs, *translate(translator, inputs), title)
 
@@ -114,7 +114,6 @@ def samples_for_picture(fixed_samples: torch.Tensor, state: TrainState, points: 
     from a fixed seed (the same every frame)."""
     if fixed_samples.dim() == 4:
         return fixed_samples
-    from gan_core.metrics.evaluate import generate
 
     samples, _ = generate(state.sampler, points, seed=state.config.eval.seed)
     return samples

@@ -1,10 +1,10 @@
 """Training: the loop (`fit`), its hooks, the state and the checkpoint format."""
 
 from gan_core.training.agreement import NonFiniteLossError
+from gan_core.training.device import resolve_device
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.loop import (
     fit,
-    resolve_device,
     sample_fixed,
     start_training,
     step_runner,

@@ -10,7 +10,6 @@ whose "generator" is a pair of generators and "discriminator" a critic per domai
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -18,11 +17,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from gan_core.config import ConfigError, ExperimentConfig
+from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.losses import LOSSES
 from gan_core.models import is_translator
 from gan_core.training.agreement import RankAgreement
+from gan_core.training.device import autocast_for, resolve_device
 from gan_core.training.graphed import GraphedStep, graph_blocker
 from gan_core.training.hooks import Hook, HookList
 from gan_core.training.meter import Meter
@@ -30,23 +30,6 @@ from gan_core.training.state import TrainState, build_state
 from gan_core.training.step import GANPhases, StepContext
 from gan_core.training.stopping import StopRequest, TrainingStopped
 from gan_core.training.translation_step import TranslationPhases
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device='cuda' is not allowed: no CUDA device is available here; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-def autocast_for(config: ExperimentConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    precision = config.train.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def fit(

@@ -23,7 +23,8 @@ from gan_core.config import ExperimentConfig, OptimConfig, from_dict
 from gan_core.data import Dataset
 from gan_core.files import UnreadableFile, load_safely, save_atomically
 from gan_core.models import GAN, MODELS, Discriminator, DomainCritics, Generator, Translator
-from gan_core.training.batches import BatchSource
+from gan_core.training.batches import BatchSource, check_batch
+from gan_core.training.device import resolve_device
 from gan_core.training.ema import EMA
 
 CHECKPOINT_FORMAT = 1
@@ -129,8 +130,6 @@ def check_trainable(config: ExperimentConfig, dataset: Dataset, world_size: int 
     slow (a feature classifier, a cluster) starts: the models for this data's shape and labels,
     the batch against the training set and the workers, and the device when training runs in
     this process (a driver may lack the GPUs its workers have). Building the models is cheap."""
-    from gan_core.training.batches import check_batch
-    from gan_core.training.loop import resolve_device
 
     if trains_here:
         resolve_device(config.train.device)

@@ -20,6 +20,9 @@ GRACEFUL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class TrainingStopped(Exception):
     """Training ended early on request, after writing a checkpoint at `step`."""
 
+    transient = False  # asked for: retrying would undo the stop
+    requested_stop = True  # its message says all there is; no traceback needed
+
     def __init__(self, step: int, reason: str, signum: int | None = None) -> None:
         super().__init__(f"stopped at step {step} ({reason})")
         self.step, self.reason, self.signum = step, reason, signum

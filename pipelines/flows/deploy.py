@@ -73,7 +73,7 @@ def deploy(pool: str, wanted: list[Schedule], source: Path = PROJECT_ROOT) -> di
             description=schedule.description,
             tags=["ganpipe"],
             # A run that starts while the previous one still runs waits for it (Prefect's ENQUEUE):
-            # both would train the same run, which the run's lease refuses (pipelines/run_lease.py).
+            # both would train the same run, which the run's lease refuses (storage/lease.py).
             concurrency_limit=1,
             print_next_steps=False,
         )

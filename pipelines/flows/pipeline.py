@@ -8,7 +8,10 @@ on unchanged data, picks up where the last one stopped instead of redoing work. 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,15 @@ from gan_core.config import ExperimentConfig, load_config, preset_path
 from pipelines.flows import steps
 from pipelines.flows.prepare import prepare
 from pipelines.flows.report import pipeline_report
-from pipelines.flows.requested_stops import log_requested_stops_in_one_line
 from pipelines.flows.stages import Stages
-from pipelines.search_space import apply_overrides
+from pipelines.runtime.logs import log_requested_stops_in_one_line, skip_ray_internal_lines
 from pipelines.settings import Settings
-from pipelines.storage import Storage
-from pipelines.tracking_server import without_credentials
+from pipelines.storage.location import Storage
+from pipelines.tracking.server import without_credentials
+from pipelines.train.driver import TrainResult
+from pipelines.train.scaling import Scaling
+from pipelines.tune.options import SearchOptions
+from pipelines.tune.space import apply_overrides
 
 BEST_CONFIG = "best.yaml"  # pipelines/NAME/best.yaml: the latest search's winner, read by runs that skip the search
 
@@ -51,6 +57,7 @@ def gan_pipeline(
     n_train: int = 100_000,
 ) -> dict[str, Any]:
     log_requested_stops_in_one_line()  # a cancelled run's stop: one line, not three tracebacks
+    skip_ray_internal_lines()  # before the steps import Ray
     logger = get_run_logger()
     settings = Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
@@ -60,32 +67,34 @@ def gan_pipeline(
     stages = Stages(storage, name, data.version)
     base = load_config(preset_path(preset), [*(overrides or []), *data.overrides()])
 
-    scaling = {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker}
+    scaling = Scaling(workers, cpus_per_worker, gpus_per_worker)
     searched = None
     if search_samples > 0:
-        search_base = _search_base(base, search_steps)
+        search_base = apply_overrides(base, {"train.steps": search_steps})
         options = _search_options(search_space, search_samples, search_scheduler)
         # Another preset, override, space or budget is another search (it was reused by name alone).
         search_key = _search_key(search_base, options)
-        searched = stages.finished(f"search-{search_key}")
-        if searched is None:
+        if (record := stages.finished(f"search-{search_key}")) is not None:
+            searched = steps.SearchSummary.from_dict(record)
+        else:
             steps.check_cluster(scaling)  # training's workers must fit: said now, not after the search
-            searched = stages.record(
-                f"search-{search_key}", steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
-            )
-        storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched["best_params"]).encode())
+            searched = steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
+            stages.record(f"search-{search_key}", searched.to_dict())
+        storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched.best_params).encode())
     # Without a search this run, training takes the latest one's best values: the report says which.
     latest_search_values = None if searched else _stored_best(storage.child("pipelines", name))
-    best = searched["best_params"] if searched else latest_search_values
+    best = searched.best_params if searched else latest_search_values
     config = _training_config(base, best, train_steps)
 
     key = config.hash()[:8]  # a new config, like new data, is new work; the same one is reused
     run_name = f"{name}-{data.version}-{key}"
-    trained = stages.finished(f"train-{key}") or stages.record(
-        f"train-{key}", steps.train(config.to_dict(), run_name, scaling)
-    )
+    if (record := stages.finished(f"train-{key}")) is not None:
+        trained = TrainResult.from_dict(record)
+    else:
+        trained = steps.train(config, run_name, scaling)
+        stages.record(f"train-{key}", trained.to_dict())
     evaluation = stages.finished(f"evaluate-{key}") or stages.record(
-        f"evaluate-{key}", steps.evaluate(trained["model_uri"], bootstrap)
+        f"evaluate-{key}", steps.evaluate(trained.model_uri, bootstrap)
     )
     version = (stages.finished(f"register-{key}") or stages.record(
         f"register-{key}", {"version": steps.register(model_name, trained, evaluation["metrics"])}
@@ -96,37 +105,33 @@ def gan_pipeline(
         "name": name,
         "dataset": {"name": data.name, "version": data.version, "uri": data.uri, "reused": data.reused},
         "run_name": run_name,
-        "run_id": trained["run_id"],
-        "model_uri": trained["model_uri"],
+        "run_id": trained.run_id,
+        "model_uri": trained.model_uri,
         "model_name": model_name,
         "version": version,
         "metrics": evaluation["metrics"],
-        "decision": decision,
-        "search": searched,
+        "decision": asdict(decision),
+        "search": searched.to_dict() if searched else None,
         "latest_search_values": latest_search_values or None,
     }
     summary["outputs"] = _keep_outputs(settings, summary)
     markdown = pipeline_report(summary)
     Path(summary["outputs"]["report"]).write_text(markdown)
     create_markdown_artifact(markdown, key=_artifact_key(name), description=f"gan-pipeline {name}")
-    logger.info("pipeline %s finished: %s v%s, %s", name, model_name, version, decision["reason"])
+    logger.info("pipeline %s finished: %s v%s, %s", name, model_name, version, decision.reason)
     return summary
 
 
-def _search_base(base: ExperimentConfig, search_steps: int) -> dict[str, Any]:
-    return apply_overrides(base, {"train.steps": search_steps}).to_dict()
+def _search_key(search_base: ExperimentConfig, options: SearchOptions) -> str:
+    """The options the search was asked with (not the defaults they filled in) and its base config."""
+    asked = {k: getattr(options, k) for k in ("space", "num_samples", "scheduler", "max_concurrent", "eval_samples")}
+    text = json.dumps([search_base.to_dict(), asked], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _search_key(search_base: dict[str, Any], options: dict[str, Any]) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps([search_base, options], sort_keys=True).encode()).hexdigest()[:8]
-
-
-def _search_options(space: str, samples: int, scheduler: str) -> dict[str, Any]:
+def _search_options(space: str, samples: int, scheduler: str) -> SearchOptions:
     # Two trials at a time suit the embedded default's two cores; a cluster raises it with the deployment.
-    return {"space": space, "num_samples": samples, "scheduler": scheduler, "max_concurrent": 2, "eval_samples": 1000}
+    return SearchOptions(space, samples, scheduler, max_concurrent=2, eval_samples=1000)
 
 
 def _training_config(base: ExperimentConfig, best: dict[str, Any], train_steps: int | None) -> ExperimentConfig:

@@ -16,10 +16,10 @@ from prefect.cache_policies import NO_CACHE
 
 from gan_core.data import Dataset
 from gan_core.data.validation import validate_dataset
-from pipelines.datasets import DatasetVersion, publish, read_source
 from pipelines.flows.retries import TRANSIENT_RETRIES
 from pipelines.settings import Settings
-from pipelines.storage import Storage
+from pipelines.storage.datasets import DatasetVersion, publish, read_source
+from pipelines.storage.location import Storage
 
 
 @task(name="read-source", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)

@@ -1,4 +1,4 @@
-"""Prefect's retry options for the pipeline's tasks: transient faults (`pipelines.faults`) are
+"""Prefect's retry options for the pipeline's tasks: transient faults (runtime/faults.py) are
 retried, bad data and bad config never.
 """
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from pipelines.faults import is_transient
+from pipelines.runtime.faults import is_transient
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipelines.storage import Storage
+from pipelines.storage.location import Storage
 
 
 class Stages:

@@ -8,7 +8,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipelines.ray_startup_logs import job_runtime_env
+import tests.support.crashes
+from pipelines.runtime.logs import ray_runtime_env
 from tests.integration.services import mlflow_server, moto_s3
 
 BUCKET = "ganpipe-it"
@@ -59,7 +60,11 @@ def ray_cluster(s3: str):
     import ray
 
     # The same job runtime env as `ensure_ray` gives the commands (the startup-timeout log filter).
-    ray.init(num_cpus=4, log_to_driver=False, runtime_env=job_runtime_env())
+    # Ray's workers unpickle the crash hooks without importing tests/ (not on their path).
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(tests.support.crashes)
+    ray.init(num_cpus=4, log_to_driver=False, runtime_env=ray_runtime_env())
     yield
     ray.shutdown()
 

@@ -9,9 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from gan_core.config import load_config, preset_path
-from pipelines.ray_train import Scaling
-from pipelines.registry import CHAMPION, promote
-from pipelines.train import train_distributed
+from pipelines.registry.promotion import CHAMPION, promote
+from pipelines.train.driver import train_distributed
+from pipelines.train.scaling import Scaling
 
 pytestmark = pytest.mark.integration
 MODEL = "disco-digits"

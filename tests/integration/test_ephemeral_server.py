@@ -15,7 +15,7 @@ CTRL_C_THE_SERVER = """
 import os, signal, time
 import httpx
 from prefect.server.api.server import SubprocessASGIServer
-from pipelines.flows.ephemeral_server import start_ephemeral_server_deaf_to_ctrl_c
+from pipelines.flows.server import start_ephemeral_server_deaf_to_ctrl_c
 
 start_ephemeral_server_deaf_to_ctrl_c()
 server = SubprocessASGIServer()  # the instance Prefect's clients find

@@ -86,8 +86,8 @@ def test_bad_input_stops_the_flow_without_retries_or_writes(pipeline_env, tmp_pa
 def test_idx_files_in_s3_that_cannot_be_read_are_named_by_their_uri(s3, tmp_path: Path):
     """Errors named the scratch folder the files were copied to (gone by then), and a missing
     bucket was "no files there"."""
-    from pipelines.datasets import read_source
-    from pipelines.storage import StorageError
+    from pipelines.storage.datasets import read_source
+    from pipelines.storage.location import StorageError
 
     images = np.zeros((120, 28, 28), dtype=np.uint8)
     files = {"train-images-idx3-ubyte": images, "train-labels-idx1-ubyte": np.full(120, 12, dtype=np.uint8),
@@ -186,7 +186,7 @@ def test_training_workers_the_cluster_cannot_hold_are_refused_before_the_search(
     state = gan_pipeline(name="too-wide", preset="digits-cgan", search_space="digits", search_samples=2,
                          workers=2, cpus_per_worker=3.0, return_state=True)  # fmt: skip
     assert state.is_failed()
-    with pytest.raises(ValueError, match=r"the Ray cluster cannot hold 2 worker\(s\) of \{CPU: 3\} each"):
+    with pytest.raises(ValueError, match=r"cannot hold 2 worker\(s\) of \{CPU: 3\} each"):
         state.result()
     runs = _task_runs(state)
     assert runs["check-cluster"] == 1 and "search" not in runs and "train" not in runs

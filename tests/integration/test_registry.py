@@ -21,8 +21,8 @@ from gan_core.config import load_config, preset_path
 from gan_core.data import load_dataset
 from gan_core.metrics import Evaluator
 from gan_core.training import fit
-from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, promote, rollback
-from pipelines.train import publish_generator
+from pipelines.registry.promotion import CHALLENGER, CHAMPION, PREVIOUS, promote, rollback
+from pipelines.train.publish import TrainedRun, publish_generator
 from tests.integration.services import free_port, service
 
 pytestmark = pytest.mark.integration
@@ -50,16 +50,15 @@ def trained():
 def _register(settings, trained, label: str) -> str:
     generator, config = trained[label]
     client = MlflowClient(settings.tracking_uri)
-    from pipelines import tracking
+    from pipelines.tracking import runs as tracking
 
     run_id, _ = tracking.find_or_create_run(
         client, settings, f"{label}-{id(generator)}", config.flat(), {"dataset.name": "ring"}
     )
     evaluator = Evaluator(load_dataset("ring", n_train=20000), config.eval)
     tags = {"dataset.name": "ring", "dataset.version": "test", "config.hash": config.hash(), "code.version": "test"}
-    _, version, _ = publish_generator(
-        client, settings, run_id, label, generator, config, evaluator, tags, config.train.steps, MODEL, print
-    )
+    run = TrainedRun(run_id, label, config, tags, config.train.steps)
+    version = publish_generator(client, settings, run, generator, evaluator, register_as=MODEL).version
     client.set_terminated(run_id)
     return version
 
@@ -97,7 +96,7 @@ def test_register_promote_refuse_rollback_and_race(settings, trained):
     assert _alias(client, CHAMPION) == good
     assert promote(client, settings, MODEL, resamples=50).recorded  # same pair: the recorded decision
 
-    assert rollback(client, MODEL) == (fair, good)
+    assert rollback(client, settings, MODEL, log=lambda _: None) == (fair, good)
     assert _alias(client, CHAMPION) == fair and _alias(client, PREVIOUS) == good
     # The recorded "good beats fair" moves nothing now, and says so (it used to read as a promotion).
     undone = promote(client, settings, MODEL, version=good, resamples=50)
@@ -163,7 +162,7 @@ def test_champion_loads_anywhere_and_serves_over_rest(settings, trained, tmp_pat
 
 
 def test_a_tampered_model_artifact_is_refused(tmp_path: Path):
-    from pipelines.serving import ModelArtifactError, load_generator_artifact
+    from pipelines.tracking.model import ModelArtifactError, load_generator_artifact
 
     pickled = tmp_path / "evil.pt"
     torch.save({"format": "ganpipe-generator/1", "payload": subprocess.Popen}, pickled)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ray_train import CHECKPOINT_FILE
+from pipelines.train.reporter import CHECKPOINT_FILE
 from tests.integration.conftest import BUCKET, bucket_keys
 from tests.integration.services import TcpProxy
 
@@ -24,9 +24,9 @@ def test_training_goes_on_through_an_s3_outage_and_loses_no_checkpoint(
     (max_failures=0): the uploads and the controller's run-state writes wait for S3, and the run
     ends with its checkpoints."""
     from gan_core.config import load_config, preset_path
-    from pipelines.ray_train import Scaling
     from pipelines.settings import Settings
-    from pipelines.train import train_distributed
+    from pipelines.train.driver import train_distributed
+    from pipelines.train.scaling import Scaling
 
     proxy = TcpProxy(int(s3.rsplit(":", 1)[1]))
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # the driver's storage: Ray sends it to the workers
@@ -107,7 +107,7 @@ def test_copying_many_files_to_storage_in_parallel_finishes(tmp_path: Path, s3: 
     while pyarrow's S3 writes went to the same pool in the background)."""
     import pyarrow.fs as pafs
 
-    from pipelines.storage import Storage
+    from pipelines.storage.location import Storage
 
     for index in range(40):
         (tmp_path / f"trial-{index}.json").write_bytes(bytes([index]) * 100_000)

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from pipelines.tracking_queue import TrackingQueue
-from pipelines.train import resend_backlog
+from pipelines.tracking.sender import TrackingQueue
+from pipelines.train.publish import resend_backlog
 from tests.integration.services import free_port, mlflow_server
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_metrics_made_while_mlflow_restarts_arrive_in_order_once(tmp_path: Path,
 
 
 def _records(history):
-    from pipelines.tracking_queue import MetricsRecord
+    from pipelines.tracking.sender import MetricsRecord
 
     return [MetricsRecord(m.step, m.timestamp, {m.key: m.value}) for m in history]
 
@@ -63,9 +63,9 @@ def test_training_goes_on_while_mlflow_is_down_and_its_metrics_arrive_after(tmp_
     """`ganpipe train` on Ray: the MLflow server stops soon after training starts and comes back
     ten seconds later. Training never waits for it, and every metric reaches the run."""
     from gan_core.config import load_config, preset_path
-    from pipelines.ray_train import Scaling
     from pipelines.settings import Settings
-    from pipelines.train import train_distributed
+    from pipelines.train.driver import train_distributed
+    from pipelines.train.scaling import Scaling
 
     port, store, artifacts = free_port(), tmp_path / "mlflow", str(tmp_path / "artifacts")
     store.mkdir()

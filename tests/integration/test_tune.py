@@ -17,8 +17,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from gan_core.config import load_config, preset_path
-from pipelines.tune import SearchOptions, run_search
+from pipelines.tune.search import SearchOptions, run_search
 from tests.integration.conftest import bucket_keys
+from tests.support.crashes import CrashOnce, FailsEveryAttempt
 
 pytestmark = pytest.mark.integration
 
@@ -117,10 +118,10 @@ def test_a_multi_worker_trial_that_fails_every_attempt_ends_after_max_failures_r
     options = SearchOptions(space=space, scheduler="fifo", num_samples=1, milestones=2, eval_samples=300)
     options = replace(options, workers_per_trial=2, cpus_per_trial=2, max_failures=1)
     attempts = tmp_path / "attempts"
-    crash = ({"at_step": 0, "marker": str(attempts), "kind": "error"},)
+    crash = FailsEveryAttempt(at_step=0, marker=str(attempts))
     base = load_config(preset_path("ring"), ["data.n_train=2000", "train.steps=100"])
     with pytest.raises(RuntimeError, match="no trial reported a result") as raised:
-        run_search(base, options, "fails", settings, log=lambda _: None, crash=crash)
+        run_search(base, options, "fails", settings, log=lambda _: None, hooks=[crash])
 
     assert len(attempts.read_text().splitlines()) == 2  # the first and --max-failures 1 more
     assert re.search(r"failed after 2 attempts: RuntimeError: fails at step \d+ on every attempt", str(raised.value))
@@ -139,12 +140,12 @@ def test_a_multi_worker_trial_that_fails_every_attempt_ends_after_max_failures_r
 def test_a_search_that_ends_after_its_trials_records_how(settings, ray_cluster, tmp_path, monkeypatch, error, status):
     """After fit(), a SIGTERM meets Ray's handler in the driver (sys.exit) and a summary can fail:
     the search's parent MLflow run used to stay RUNNING in both cases."""
-    import pipelines.tune
+    import pipelines.tune.search
 
     def ended(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(pipelines.tune, "_summarise", ended)
+    monkeypatch.setattr(pipelines.tune.search, "summarise", ended)
     space = _space(tmp_path, {"loss.r1_weight": {"choice": [0.1]}})
     options = SearchOptions(space=space, num_samples=1, milestones=1, eval_samples=300, scheduler="fifo")
     name = f"ends-{status.lower()}"
@@ -165,12 +166,12 @@ def test_a_trial_whose_process_dies_resumes_from_its_checkpoint_and_one_that_div
     space = _space(tmp_path, {"loss.r1_weight": {"grid": [0.05, 0.1]}})
     options = SearchOptions(space=space, num_samples=1, milestones=4, eval_samples=300, scheduler="fifo")
     died, diverged = tmp_path / "died", tmp_path / "diverged"
-    crash = (
-        {"at_step": 350, "marker": str(died), "kind": "exit"},  # at step 400, before its checkpoint
-        {"at_step": 450, "marker": str(diverged), "kind": "nan"},  # NaN from step 500, found at 600
+    crashes = (
+        CrashOnce(at_step=350, marker=str(died), kind="exit", in_train_run=False),  # at step 400, before its checkpoint
+        CrashOnce(at_step=450, marker=str(diverged), kind="nan", in_train_run=False),  # NaN from 500, found at 600
     )
     base = load_config(preset_path("ring"), [*BASE, "train.log_every=100"])
-    result = run_search(base, options, "faults", settings, log=lambda _: None, crash=crash)
+    result = run_search(base, options, "faults", settings, log=lambda _: None, hooks=crashes)
 
     assert died.read_text() == "400" and diverged.read_text() == "500"
     [ended] = [t for t in result.trials if t["stop_reason"].startswith("diverged: ")]
@@ -219,7 +220,7 @@ def test_an_interrupted_search_resumes(settings, ray_cluster, tmp_path: Path, ca
     assert "ganpipe tune --resume resumable" in output and "best config" not in output
     assert not (settings.home / "tune" / "resumable" / "best.yaml").exists()
 
-    from pipelines.cli import main
+    from pipelines.cli.main import main
 
     os.environ.update(
         {k: env[k] for k in ("GANPIPE_HOME", "GANPIPE_STORAGE", "MLFLOW_TRACKING_URI", "GANPIPE_EXPERIMENT")}

@@ -1,0 +1,1 @@
+"""Benchmarks that ship with the package (`ganpipe bench ...`), measured beside published rows."""

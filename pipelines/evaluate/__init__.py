@@ -1,0 +1,1 @@
+"""Judging and looking at a generator from anywhere: an MLflow model, a checkpoint, a run folder."""

@@ -1,0 +1,1 @@
+"""The model registry: versions with lineage, the challenger and champion aliases, promotion."""

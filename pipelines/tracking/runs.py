@@ -1,0 +1,146 @@
+"""MLflow runs: one run per training, found again on resume; metrics, pictures, the experiment.
+
+Ray Train V2 refuses Ray's own MLflow callback, so the driver opens the run and rank 0
+logs into it by run id. Params are the flattened config; secrets never reach MLflow.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from gan_core import __version__ as gan_core_version
+from gan_core.config import ConfigError, absolute_root
+from pipelines.runtime.faults import first_line
+from pipelines.settings import Settings
+from pipelines.tracking.server import wait_for_server
+
+RUN_NAME_TAG = "ganpipe.run_name"
+
+
+def client_for(settings: Settings, log: Callable[[str], None] = print) -> MlflowClient:
+    """A client of the settings' tracking server, once that server answers (tracking_server.py)."""
+    wait_for_server(settings.tracking_uri, settings.tracking_wait_s, log)
+    return MlflowClient(tracking_uri=settings.tracking_uri)
+
+
+def experiment_id(client: MlflowClient, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if settings.tracking_uri.startswith("sqlite:"):  # embedded default: artifacts in a local folder
+        settings.local_artifacts.mkdir(parents=True, exist_ok=True)
+        location = settings.local_artifacts.as_uri()
+    return client.create_experiment(settings.experiment, artifact_location=location)
+
+
+def check_same_config(client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any]) -> None:
+    """Raise ConfigError if `run_name` exists and was trained with other values than `params` (only
+    train.steps may grow): Ray Train would resume its checkpoint under the new config, silently
+    with another learning rate, or crashing three times on weights of another shape."""
+
+    exp = client.get_experiment_by_name(settings.experiment)
+    found = exp and client.search_runs([exp.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    if not found:
+        return
+    saved = dict(found[0].data.params)
+    if "data.root" in saved:  # runs from before roots were made absolute
+        saved["data.root"] = absolute_root(saved["data.root"])
+    # A key the run never logged is a config field newer than the run: it cannot tell.
+    changed = sorted(k for k, v in params.items() if k != "train.steps" and k in saved and saved[k] != _param(v))
+    if changed:
+        detail = ", ".join(f"{k}: {saved[k]} -> {_param(params[k])}" for k in changed)
+        raise ConfigError(f"run {run_name} was trained with a different config ({detail}); use another --name")
+
+
+def find_or_create_run(
+    client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any], tags: dict[str, str]
+) -> tuple[str, bool]:
+    """The MLflow run of `run_name` (resumed training continues it), or a new one."""
+    exp = experiment_id(client, settings)
+    found = client.search_runs([exp], filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id, True
+    run = client.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **tags})
+    client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, _param(v)) for k, v in params.items()])
+    return run.info.run_id, False
+
+
+def mark_ended(client: MlflowClient, run_id: str, status: str, log: Callable[[str], None] = print) -> None:
+    """Record how a run ended (KILLED, FAILED), if MLflow lets us: the error that ended it matters more."""
+    try:
+        client.set_terminated(run_id, status=status)
+    except Exception as error:
+        log(f"could not mark MLflow run {run_id} {status}: {first_line(error)}")
+
+
+def end_children(client: MlflowClient, parent_id: str, status: str, log: Callable[[str], None] = print) -> None:
+    """Mark `status` the child runs of `parent_id` still RUNNING. Tune ends a trial at the report it
+    decides on (ASHA stopping it, the last milestone), so the trial never closes its own run."""
+    experiment = client.get_run(parent_id).info.experiment_id
+    query = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    for child in client.search_runs([experiment], query):
+        mark_ended(client, child.info.run_id, status, log)
+
+
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None
+) -> None:
+    """`metrics` at `step`, stamped `timestamp_ms` (default: now); NaNs are left out. One call:
+    the client splits a batch into the server's limit of 1000 metrics itself."""
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    client.log_batch(
+        run_id, metrics=[mlflow.entities.Metric(k, float(v), stamp, step) for k, v in metrics.items() if v == v]
+    )
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def log_image(client: MlflowClient, run_id: str, image, artifact_path: str) -> None:
+    log_file_bytes(client, run_id, png_bytes(image), artifact_path)
+
+
+def log_file_bytes(client: MlflowClient, run_id: str, data: bytes, artifact_path: str) -> None:
+    """`data` as the artifact `artifact_path` (e.g. samples/final.png) of the run."""
+    folder_name, _, file_name = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / file_name
+        path.write_bytes(data)
+        client.log_artifact(run_id, str(path), folder_name or None)
+
+
+def code_version() -> str:
+    """The git commit of this checkout when there is one, else the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{gan_core_version}+g{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return gan_core_version
+
+
+def _param(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."

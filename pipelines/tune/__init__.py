@@ -1,0 +1,1 @@
+"""Hyperparameter search on Ray Tune: search spaces, trials evaluated at milestones, results."""

@@ -1,0 +1,1 @@
+"""The search spaces that ship with the package (`ganpipe list spaces`)."""
