@@ -34,7 +34,7 @@ RUN python -m venv /opt/venv && pip install --upgrade pip
 # instead of pulling PyPI's default build.
 RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}"
 
-# Dependencies next, pinned to the tested versions (infra/constraints.txt). Only the project
+# Dependencies next, at the lock's versions (infra/constraints.txt, what the tests ran). Only the project
 # metadata and empty packages are copied here, so this heavy layer is rebuilt when
 # pyproject.toml or the pins change, not on every code change.
 WORKDIR /src
@@ -42,7 +42,7 @@ COPY infra/constraints.txt /src/constraints.txt
 COPY pyproject.toml README.md /src/
 RUN mkdir gan_core pipelines \
     && touch gan_core/__init__.py pipelines/__init__.py \
-    && pip install --constraint constraints.txt . psycopg2-binary \
+    && pip install --constraint constraints.txt ".[server]" \
     && rm -rf gan_core pipelines build
 
 # Then the code itself, over the placeholder packages.
