@@ -123,6 +123,33 @@ class ReferenceStep:
 # --------------------------------------------------------------------------- gan_core's step
 
 
+def gan_core_overrides(
+    device: torch.device,
+    batch: int,
+    precision: str = "auto",
+    memory_format: str = "auto",
+    cuda_graphs: str = "auto",
+    compile: bool = False,
+    reuse_fakes: bool = True,
+    compile_mode: str = "default",
+) -> list[str]:
+    """The config of gan_core's step that does the reference's work (bench/ray_gpu.py trains it too)."""
+    return [
+        "data.name=digits",  # replaced by the synthetic dataset; only the shape matters
+        "model.name=dcgan", f"model.latent_dim={NZ}", f"model.g_width={NGF}", f"model.d_width={NDF}",
+        "model.g_norm=batch", "model.d_norm=batch", "loss.name=nonsaturating",
+        "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
+        f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
+        f"train.memory_format={memory_format}", f"train.cuda_graphs={cuda_graphs}", f"train.compile={compile}",
+        f"train.reuse_fakes={reuse_fakes}", f"train.compile_mode={compile_mode}",
+        f"train.device={device.type}", "train.steps=1000000",
+    ]  # fmt: skip
+
+
+def synthetic_dataset(images: torch.Tensor) -> Dataset:
+    return Dataset("synthetic-64", "images", images, images[:64])
+
+
 class GanCoreStep:
     """`batch` is the global batch: with `world_size` workers each trains on batch / world_size."""
 
@@ -143,18 +170,11 @@ class GanCoreStep:
     ) -> None:
         config = load_config(
             None,
-            [
-                "data.name=digits",  # replaced by the synthetic dataset below; only the shape matters
-                "model.name=dcgan", f"model.latent_dim={NZ}", f"model.g_width={NGF}", f"model.d_width={NDF}",
-                "model.g_norm=batch", "model.d_norm=batch", "loss.name=nonsaturating",
-                "optim.lr_g=2e-4", "optim.lr_d=2e-4", "optim.beta1=0.5",
-                f"train.batch_size={batch}", "train.ema_decay=0", f"train.precision={precision}",
-                f"train.memory_format={memory_format}", f"train.cuda_graphs={cuda_graphs}", f"train.compile={compile}",
-                f"train.reuse_fakes={reuse_fakes}", f"train.compile_mode={compile_mode}",
-                f"train.device={device.type}", "train.steps=1000000",
-            ],
-        )  # fmt: skip
-        dataset = Dataset("synthetic-64", "images", images, images[:64])
+            gan_core_overrides(
+                device, batch, precision, memory_format, cuda_graphs, compile, reuse_fakes, compile_mode
+            ),
+        )
+        dataset = synthetic_dataset(images)
         self.state, phases = start_training(config, dataset, device, rank, world_size, wrap)
         self.run_step = step_runner(self.state, phases)
         self.meter = Meter()
@@ -253,7 +273,10 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
             device, batch, images, args.precision, args.memory_format, cuda_graphs=args.cuda_graphs,
             compile=args.compile, reuse_fakes=reuse, compile_mode=args.compile_mode,
         )  # fmt: skip
+        step.log_every = getattr(args, "log_every", step.log_every)  # bench/ray_gpu.py's smoke run reports often
+    started = time.perf_counter()
     seconds = time_steps(step, device, args.warmup, args.steps)
+    warmup_s = time.perf_counter() - started - seconds  # the first steps' one-off costs: compilation, capture
     line = {
         "impl": name,
         "device": device_name(device),
@@ -264,6 +287,8 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
         "images_per_s": args.steps * batch / seconds,
         "gflop_per_image": flops / batch / 1e9,
         "tflop_per_s": flops * args.steps / seconds / 1e12,
+        "warmup_steps": args.warmup,
+        "warmup_s": warmup_s,
     }
     if name == "gan_core":
         state = step.state
@@ -273,10 +298,125 @@ def measure_one_process(name: str, device: torch.device, batch: int, args: argpa
         line["compiled"] = args.compile
         line["compile_mode"] = args.compile_mode if args.compile else None
         line["reuse_fakes"] = not args.fresh_fakes
+        if getattr(args, "profile", 0):
+            line["kernel_table"] = kernel_table(step, device, args.profile, line)
     del step
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return line
+
+
+# --------------------------------------------------------------------------- where the time goes
+
+# Kinds of kernel, by name; the first that matches. Compiled code's fused kernels are Triton's.
+KERNEL_KINDS = (
+    ("triton (compiled, fused)", ("triton",)),
+    ("layout change", ("nchwtonhwc", "nhwctonchw", "transpose")),
+    ("batch norm", ("batch_norm", "batchnorm", "bn_fw", "bn_bw", "welford")),
+    ("convolution / matmul", ("conv", "cudnn", "xmma", "gemm", "cutlass", "dgrad", "wgrad", "fprop", "winograd")),
+    ("adam", ("adam", "multi_tensor")),
+    ("elementwise", ("elementwise", "vectorized", "unrolled")),
+    ("reduction", ("reduce",)),
+    ("copy / cat / fill", ("copy", "cat", "memcpy", "memset", "fill")),
+)
+TOP_KERNELS = 15
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(key in lowered for key in keys)), "other")
+
+
+def kernel_table(step, device: torch.device, steps: int, timed: dict) -> dict:
+    """Profile `steps` more steps of `step` as it runs (graph replays and compiled code included):
+    the GPU kernels' time per step by kind and the top kernels (on CPU: the operators' own time)."""
+    cuda = device.type == "cuda"
+    totals, wall = profiled(step, device, steps)
+    profiled_as = "as timed"
+    if cuda and not totals and isinstance(getattr(step, "run_step", None), GraphedStep):
+        # No kernel seen inside the graph's replays: the same step (same weights, same compiled
+        # code) launched kernel by kernel instead; kernel times are the graph's, launch gaps not.
+        meter = step.meter
+        totals, wall = profiled(lambda: step.run_step.eager_step(meter, False), device, steps)
+        profiled_as = "eager (no kernel was seen inside the graph replays)"
+    busy = sum(us for _, us in totals.values())
+    kinds: dict[str, float] = {}
+    for name, (_, us) in totals.items():
+        kinds[kernel_kind(name)] = kinds.get(kernel_kind(name), 0.0) + us
+    ranked = sorted(totals.items(), key=lambda item: -item[1][1])[:TOP_KERNELS]
+    step_s = timed["batch"] / timed["images_per_s"]  # a step's time when timed, without the profiler
+    return {
+        "impl": "kernel_table",
+        "of": timed["impl"],
+        "device": timed["device"],
+        "batch": timed["batch"],
+        "compiled": timed.get("compiled"),
+        "compile_mode": timed.get("compile_mode"),
+        "cuda_graph": timed.get("cuda_graph"),
+        "profiled_steps": steps,
+        "profiled_as": profiled_as,
+        "what": "GPU kernels" if cuda else "CPU operators (self time)",
+        "ms_per_step_timed": 1e3 * step_s,
+        "ms_per_step_profiled": 1e3 * wall / steps,
+        "busy_ms_per_step": busy / 1e3 / steps,
+        "busy_share_of_timed_step": busy / 1e6 / steps / step_s,
+        "kernels_per_step": sum(calls for calls, _ in totals.values()) / steps,
+        "kinds_ms_per_step": {
+            kind: round(us / 1e3 / steps, 4) for kind, us in sorted(kinds.items(), key=lambda item: -item[1])
+        },
+        "top": [
+            {
+                "name": name[:120],
+                "kind": kernel_kind(name),
+                "calls_per_step": round(calls / steps, 2),
+                "us_per_step": round(us / steps, 1),
+                "share": round(us / busy, 4) if busy else 0.0,
+            }
+            for name, (calls, us) in ranked
+        ],
+    }
+
+
+def profiled(step: Callable[[], object], device: torch.device, steps: int) -> tuple[dict[str, list[float]], float]:
+    """{name: [calls, microseconds]} of the GPU kernels (on CPU: operators' self time) of `steps`
+    calls of `step`, and their wall-clock seconds."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        wall = time.perf_counter() - started
+    totals: dict[str, list[float]] = {}
+    if cuda:
+        for event in prof.events():
+            if event.device_type == torch.autograd.DeviceType.CUDA:
+                entry = totals.setdefault(event.name, [0, 0.0])
+                entry[0] += 1
+                entry[1] += event.time_range.elapsed_us()
+    else:
+        for event in prof.key_averages():
+            if event.self_cpu_time_total > 0:
+                totals[event.key] = [event.count, float(event.self_cpu_time_total)]
+    return totals, wall
+
+
+def print_kernel_table(table: dict) -> None:
+    """The table for a reader, each line starting with '#' (the JSON line follows it)."""
+    print(
+        f"# {table['what']}, gan_core at batch {table['batch']} (compiled: {table['compiled']}, "
+        f"graph: {table['cuda_graph']}; profiled {table['profiled_as']}): {table['busy_ms_per_step']:.3f} ms "
+        f"busy per step of {table['ms_per_step_timed']:.3f} ms timed ({table['kernels_per_step']:.0f} per step)"
+    )
+    for kind, ms in table["kinds_ms_per_step"].items():
+        print(f"#   {kind:<26} {ms:9.4f} ms/step  {ms / max(table['busy_ms_per_step'], 1e-12):6.1%}")
+    print(f"#   {'us/step':>9} {'share':>6} {'calls':>5}  kernel")
+    for row in table["top"]:
+        print(f"#   {row['us_per_step']:9.1f} {row['share']:6.1%} {row['calls_per_step']:5.1f}  {row['name'][:100]}")
 
 
 # --------------------------------------------------------------------------- several processes (DDP)
@@ -374,6 +514,13 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="let the reference's fp32 convolutions run as TF32 (torch's default; ~2.6x faster at batch 1024)",
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after timing, profile this many of gan_core's steps (torch.profiler): where the kernel time goes",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (in every process)")
     parser.add_argument(
         "--world-size", type=int, default=1, help="also run gan_core's step under DDP in this many processes"
@@ -404,7 +551,11 @@ def main() -> None:
         emit(reference)
         gan_core = measure_one_process("gan_core", device, batch, args)
         gan_core["ratio_to_reference"] = gan_core["images_per_s"] / reference["images_per_s"]
+        table = gan_core.pop("kernel_table", None)
         emit(gan_core)
+        if table is not None:
+            print_kernel_table(table)
+            emit(table)
         if args.world_size > 1:
             emit(measure_ddp(device, batch, args, gan_core))
 
