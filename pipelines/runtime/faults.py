@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import botocore.exceptions
-import requests
-
 from gan_core.config import ConfigError
 from gan_core.data.idx import IdxFormatError
 from gan_core.data.validation import DataValidationError
@@ -59,6 +56,11 @@ def _classify(error: BaseException) -> bool | None:
 def transient_types() -> tuple[type[BaseException], ...]:
     """The client libraries' classes for "the service did not answer". sqlite3's OperationalError
     is the embedded SQLite store busy with another writer ("database is locked") or its disk."""
+    # Here, not at the top: a Ray worker with local storage and tracking off needs neither
+    # library (bench/ray_gpu.py runs on a machine that has neither).
+    import botocore.exceptions
+    import requests
+
 
     return (
         ConnectionError,
