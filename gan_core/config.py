@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
+from gan_core.strict_yaml import load_yaml
+
 
 class ConfigError(ValueError):
     """A configuration value or key is not acceptable; the message names it and what is allowed."""
@@ -365,7 +367,7 @@ def from_dict(nested: dict[str, dict[str, Any]]) -> ExperimentConfig:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        content = yaml.safe_load(path.read_text())
+        content = load_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from gan_core.config import ConfigError, ExperimentConfig, load_config
+from gan_core.strict_yaml import load_yaml
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "grid")
 
@@ -52,7 +53,12 @@ def space_path(name_or_path: str) -> Path:
 
 def load_space(name_or_path: str, base: ExperimentConfig) -> list[Dimension]:
     path = space_path(name_or_path)
-    content = yaml.safe_load(path.read_text())
+    try:
+        content = load_yaml(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"search space {path} is not valid YAML{where}: {error.problem or error}") from None
     if not isinstance(content, dict) or not content:  # an empty space ran one trial of the base config
         example = "optim.lr_g: {loguniform: [1.0e-4, 1.0e-3]}"
         raise ConfigError(f"search space {path} must map dotted keys to distributions, e.g. {example}")

@@ -139,3 +139,17 @@ def test_every_preset_is_valid(name: str):
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset"):
         preset_path("nope")
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path):
+    """YAML keeps the last of two equal keys; the first `optim:` section was silently dropped."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("optim: {lr_g: 0.001}\ntrain: {steps: 10}\noptim: {lr_d: 0.002}\n")
+    with pytest.raises(
+        ConfigError, match=r"twice\.yaml .* at line 3, column 1: key 'optim' is given twice \(first at line 1\)"
+    ):
+        load_config(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("optim:\n  lr_g: 0.001\n  lr_g: 0.002\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 3: key 'lr_g' is given twice"):
+        load_config(nested)

@@ -46,3 +46,12 @@ def test_pbt_gets_choices_as_lists_and_only_what_may_change_mid_training(tmp_pat
     assert mutations["optim.lr_schedule"] == ["constant", "linear-decay"]
     assert mutations["optim.beta1"] == [0.0, 0.5]
     assert not isinstance(mutations["optim.lr_g"], list)  # a distribution PBT samples from
+
+
+def test_a_dimension_given_twice_is_refused(tmp_path: Path):
+    path = tmp_path / "space.yaml"
+    path.write_text("optim.lr_g: {choice: [0.001]}\noptim.lr_g: {choice: [0.002]}\n")
+    with pytest.raises(
+        ConfigError, match=r"space\.yaml is not valid YAML at line 2, column 1: key 'optim.lr_g' is given twice"
+    ):
+        load_space(str(path), load_config(preset_path("ring")))
