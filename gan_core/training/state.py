@@ -275,9 +275,31 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Safe load: tensors and plain containers only, never arbitrary pickled objects. A damaged
     file raises UnreadableFile (a ValueError) naming it."""
     try:
-        return load_safely(path)
+        ckpt = load_safely(path)
     except UnreadableFile as error:
         raise UnreadableFile(f"checkpoint {error}") from None
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise UnreadableFile(f"checkpoint {path} is not a ganpipe training checkpoint: {problem}")
+    return ckpt
+
+
+# What every reader of a checkpoint relies on (format 1); the rest is read only when resuming.
+CHECKPOINT_KEYS = ("format", "step", "config", "generator", "discriminator")
+
+
+def checkpoint_problem(ckpt: Any) -> str | None:
+    """What makes a loaded torch file something other than one of our checkpoints, or None."""
+    if not isinstance(ckpt, dict):
+        return f"it holds a {type(ckpt).__name__}, not a dict"
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        return f"it lacks {', '.join(missing)} (has {', '.join(map(str, list(ckpt)[:8])) or 'no keys'})"
+    if ckpt["format"] != CHECKPOINT_FORMAT:
+        return f"its format is {ckpt['format']!r}; this version reads format {CHECKPOINT_FORMAT}"
+    if not isinstance(ckpt["config"], dict):
+        return f"its config is a {type(ckpt['config']).__name__}, not a dict"
+    return None
 
 
 def generator_from_checkpoint(ckpt: dict[str, Any], use_ema: bool = True) -> Generator | Translator:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import pipelines.flows.pipeline  # noqa: F401 - see below
@@ -197,6 +198,27 @@ def test_a_damaged_checkpoint_is_named_in_one_line(tmp_path: Path, capsys):
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     assert main(["evaluate", str(tmp_path / "notes.txt")]) == 2  # was "error: pop from empty list"
     assert "notes.txt cannot be read as a torch file (not a torch file of tensors)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (torch.zeros(3), "it holds a Tensor, not a dict"),
+        ({"weights": torch.zeros(3)}, "it lacks format, step, config, generator, discriminator (has weights)"),
+        ({"format": 99, "step": 1, "config": {}, "generator": {}, "discriminator": {}}, "its format is 99"),
+    ],
+    ids=["tensor", "foreign-dict", "other-format"],
+)
+def test_a_torch_file_that_is_not_our_checkpoint_is_named_with_what_is_wrong(tmp_path: Path, capsys, content, problem):
+    """Was `error: 'config'`, or `too many indices for tensor of dimension 1` after a torch warning."""
+    path = tmp_path / "model.pt"
+    torch.save(content, path)
+    assert main(["evaluate", str(path)]) == 2
+    assert main(["sample", str(path), "--out", str(tmp_path / "s.png")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert f"checkpoint {path} is not a ganpipe training checkpoint: {problem}" in line
 
 
 def test_a_run_another_process_trains_is_refused_in_one_line(tmp_path: Path, capsys):
