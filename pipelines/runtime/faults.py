@@ -61,7 +61,6 @@ def transient_types() -> tuple[type[BaseException], ...]:
     import botocore.exceptions
     import requests
 
-
     return (
         ConnectionError,
         TimeoutError,
