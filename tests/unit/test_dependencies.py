@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata as metadata
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -95,7 +96,10 @@ def test_this_environment_is_the_lock():
     """Fails after a `pip install` beside the lock: run `make clean install`, or `make lock`."""
     pins = _lock()
     installed = {}
-    for distribution in metadata.distributions():
+    # Only what is installed in site-packages: importing setuptools (torch's cpp_extension does)
+    # puts setuptools/_vendor on sys.path, whose vendored copies are no installs of ours.
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for distribution in metadata.distributions(path=site_packages):
         name = canonicalize_name(distribution.metadata["Name"])
         if name not in NOT_LOCKED and not name.startswith(CUDA_ONLY_PREFIXES):
             installed[name] = distribution.version.split("+")[0]  # torch's +cpu / +cu128

@@ -220,7 +220,12 @@ def test_an_endpoint_that_accepts_but_never_answers_counts_as_down(monkeypatch):
     reply either, and the call gives up after its wait instead of hanging."""
     import socket
 
+    from pipelines.storage import s3
     from pipelines.storage.location import Storage
+
+    # One request may take a minute in production (a checkpoint part going up); three SDK tries
+    # of that against a silent port would hold this test for three minutes.
+    monkeypatch.setattr(s3, "REQUEST_TIMEOUT_S", 1.0)
 
     with socket.socket() as silent:  # the OS accepts connections for it; nothing ever replies
         silent.bind(("127.0.0.1", 0))
