@@ -33,7 +33,7 @@ lock:
 
 # gan-pipeline on the embedded default: local Ray, Prefect's ephemeral mode, MLflow in runs/mlflow.db.
 demo: $(STAMP)
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/ganpipe pipeline --name digits
+	$(VENV)/bin/ganpipe pipeline --name digits
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check gan_core pipelines tests bench

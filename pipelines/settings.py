@@ -38,7 +38,7 @@ class Settings:
         return cls(
             home=home,
             storage_uri=env.get("GANPIPE_STORAGE", str(home / "storage")),
-            tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", default_tracking_uri(home)),
             experiment=env.get("GANPIPE_EXPERIMENT", "ganpipe"),
             ray_address=env.get("RAY_ADDRESS") or None,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
@@ -50,6 +50,11 @@ class Settings:
     def local_artifacts(self) -> Path:
         """Artifact root used when MLflow runs on the embedded SQLite store."""
         return self.home / "mlartifacts"
+
+
+def default_tracking_uri(home: Path) -> str:
+    """MLflow in a SQLite file in the home folder, when MLFLOW_TRACKING_URI is unset."""
+    return f"sqlite:///{home / 'mlflow.db'}"
 
 
 def storage_wait_s(environ: dict[str, str] | None = None) -> float:

@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow draws a progress bar for every artifact download (the model it logs, the training
     # GIF's frames): dozens of lines of "Downloading artifacts" in the command's output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Prefect's ephemeral server sends usage telemetry from a heartbeat that writes to its SQLite
+    # database beside the flow's own writes: now and then a 130-line "database is locked"
+    # traceback in a command whose result was right. Read when Prefect is imported; a user's
+    # own setting stays.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     skip_ray_internal_lines()  # before anything imports Ray
     try:
         return args.handler(args)

@@ -101,8 +101,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from pipelines.registry.promotion import promote, record_decision_run
     from pipelines.settings import Settings
     from pipelines.tracking import runs
+    from pipelines.tracking.store import require_existing_store
 
     settings = Settings.from_env()
+    require_existing_store(settings)
     client = runs.client_for(settings, log)
     decision = promote(client, settings, args.model, args.version, args.margin, args.dry_run, args.bootstrap, log)
     if not args.dry_run and not decision.recorded:
@@ -118,8 +120,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from pipelines.registry.promotion import rollback
     from pipelines.settings import Settings
     from pipelines.tracking import runs
+    from pipelines.tracking.store import require_existing_store
 
     settings = Settings.from_env()
+    require_existing_store(settings)
     restored, demoted = rollback(runs.client_for(settings, log), settings, args.model, log)
     log(f"{args.model}: champion is version {restored} again (version {demoted} is now previous-champion)")
     return 0

@@ -9,6 +9,7 @@ from gan_core.outputs import latest_checkpoint
 from gan_core.training import generator_from_checkpoint, load_checkpoint
 from pipelines.settings import Settings
 from pipelines.tracking.model import load_served_generator
+from pipelines.tracking.store import require_existing_store
 
 
 def is_model_uri(source: str) -> bool:
@@ -21,6 +22,7 @@ def load_generator(source: str, settings: Settings):
     if is_model_uri(source):
         from mlflow.exceptions import MlflowException
 
+        require_existing_store(settings)
         try:
             generator, config = load_served_generator(source, settings.tracking_uri)
         except MlflowException as error:  # a URI typed wrong, a model or alias that is not there

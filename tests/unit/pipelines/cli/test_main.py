@@ -397,6 +397,15 @@ def test_register_with_local_is_refused(tmp_path: Path, capsys):
     assert "--register is not allowed with --local" in capsys.readouterr().err
 
 
+def test_prefect_s_telemetry_is_off_unless_the_user_turned_it_on(monkeypatch, capsys):
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    assert main(["list", "presets"]) == 0
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+    assert main(["list", "presets"]) == 0
+    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+
+
 def test_help_names_each_default_once(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -406,6 +415,7 @@ def test_help_names_each_default_once(capsys):
 def test_a_model_uri_mlflow_does_not_know_is_named_in_one_line(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setenv("GANPIPE_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlflow.db").touch()  # a store, empty: MLflow makes its tables
     assert main(["evaluate", "runs:/abc/model"]) == 2
     said = capsys.readouterr().err.strip().splitlines()[-1]
     assert said == "ganpipe evaluate: error: runs:/abc/model: Run with id=abc not found"
