@@ -14,6 +14,7 @@ from typing import Any
 
 from pipelines.cli.errors import reported_in_one_line
 from pipelines.cli.options import CPUS_DEFAULT, HelpFormatter, at_least, non_negative, run_name
+from pipelines.cli.shell import runnable
 from pipelines.runtime.logs import WithoutTraceback
 from pipelines.tracking.server import without_credentials
 
@@ -134,11 +135,13 @@ def _print_where(summary: dict[str, Any], settings) -> None:
         "",
         f"pipeline {summary['name']}: {summary['model_name']} version {summary['version']} {verdict}",
         *(f"  {k:<12} {v}" for k, v in summary["outputs"].items()),
-        f"draw its samples:   ganpipe sample models:/{summary['model_name']}/{summary['version']} --out samples.png",
-        "open the MLflow UI:  mlflow ui --backend-store-uri " + settings.tracking_uri
+        f"draw its samples:   {runnable('ganpipe')} sample models:/{summary['model_name']}/{summary['version']} "
+        "--out samples.png",
+        f"open the MLflow UI:  {runnable('mlflow')} ui --backend-store-uri {settings.tracking_uri}"
         if settings.tracking_uri.startswith("sqlite")
         else f"open the MLflow UI:  {without_credentials(settings.tracking_uri)}",
-        "open the Prefect UI: prefect server start   (then http://127.0.0.1:4200; shows this run's flow and report)",
+        f"open the Prefect UI: {runnable('prefect')} server start   (then http://127.0.0.1:4200: this run's flow "
+        "and report)",
     ]
     print("\n".join(lines), file=sys.stderr)
 
