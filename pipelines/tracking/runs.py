@@ -24,6 +24,7 @@ from pipelines.settings import Settings
 from pipelines.tracking.server import wait_for_server
 
 RUN_NAME_TAG = "ganpipe.run_name"
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"  # as the UI sets it
 
 
 def client_for(settings: Settings, log: Callable[[str], None] = print) -> MlflowClient:
@@ -33,14 +34,20 @@ def client_for(settings: Settings, log: Callable[[str], None] = print) -> Mlflow
 
 
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
+    """The settings' experiment, made if new, and tagged as model training: MLflow's UI opens an
+    experiment of no kind in GenAI mode (an empty traces page), of this kind on its runs."""
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before the tag, or by hand
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return experiment.experiment_id
     location = None
     if settings.tracking_uri.startswith("sqlite:"):  # embedded default: artifacts in a local folder
         settings.local_artifacts.mkdir(parents=True, exist_ok=True)
         location = settings.local_artifacts.as_uri()
-    return client.create_experiment(settings.experiment, artifact_location=location)
+    return client.create_experiment(
+        settings.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    )
 
 
 def check_same_config(client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any]) -> None:
