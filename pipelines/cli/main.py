@@ -35,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLflow draws a progress bar for every artifact download (the model it logs, the training
     # GIF's frames): dozens of lines of "Downloading artifacts" in the command's output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # ... and a "View run NAME at: URL" pair of lines for every run it ends (a search's every trial).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # Prefect's ephemeral server sends usage telemetry from a heartbeat that writes to its SQLite
     # database beside the flow's own writes: now and then a 130-line "database is locked"
     # traceback in a command whose result was right. Read when Prefect is imported; a user's

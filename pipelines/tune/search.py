@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -73,6 +74,8 @@ def _search(
     hooks: tuple[HookFactory, ...],
 ) -> SearchResult:
     from ray import tune
+
+    from pipelines.tune.progress import TrialLines  # subclasses Ray Tune's Callback: imported with Ray
 
     filesystem, root = storage.child("tune").pyarrow()
     folder = settings.home / "tune" / name
@@ -135,7 +138,8 @@ def _search(
                 name=name,
                 storage_path=root,
                 storage_filesystem=filesystem,
-                verbose=1,
+                verbose=0,  # Tune's box tables; one line per trial instead (progress.py)
+                callbacks=[TrialLines(options.milestones)],
                 # Ended by Tune at the last milestone, so no scheduler acts on it: PBT once cloned a
                 # finished trial there, and the clone, with nothing left to train, kept the other
                 # trial's result as its own (seen in CI: one trial listed twice, exploits lost).
@@ -143,6 +147,9 @@ def _search(
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
             ),
         )
+    # Tune's newer console output prints its configuration box, results path and a TensorBoard
+    # hint at any verbosity; the older one prints nothing at verbose=0. Read as fit() starts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     how = f"{options.scheduler} scheduler, {options.search} search"
     log(f"search {name}: {options.num_samples} sample(s), {how}, {steps} steps per trial")
     try:

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 import tests.support.crashes
-from pipelines.runtime.logs import ray_runtime_env
+from pipelines.cluster.job_env import ray_runtime_env
 from tests.integration.services import mlflow_server, moto_s3
 
 BUCKET = "ganpipe-it"
@@ -64,7 +64,8 @@ def ray_cluster(s3: str):
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(tests.support.crashes)
-    ray.init(num_cpus=4, log_to_driver=False, runtime_env=ray_runtime_env())
+    # address="local": a cluster of its own, whatever other Ray runs on the machine (a multi-node test's).
+    ray.init(address="local", num_cpus=4, log_to_driver=False, runtime_env=ray_runtime_env())
     yield
     ray.shutdown()
 

@@ -397,13 +397,20 @@ def test_register_with_local_is_refused(tmp_path: Path, capsys):
     assert "--register is not allowed with --local" in capsys.readouterr().err
 
 
-def test_prefect_s_telemetry_is_off_unless_the_user_turned_it_on(monkeypatch, capsys):
-    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+@pytest.mark.parametrize(
+    ("variable", "ours", "theirs"),
+    [
+        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false", "true"),
+        ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true", "false"),
+    ],
+)
+def test_library_chatter_is_off_unless_the_user_turned_it_on(variable, ours, theirs, monkeypatch, capsys):
+    monkeypatch.delenv(variable, raising=False)
     assert main(["list", "presets"]) == 0
-    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")
+    assert os.environ[variable] == ours
+    monkeypatch.setenv(variable, theirs)
     assert main(["list", "presets"]) == 0
-    assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
+    assert os.environ[variable] == theirs
 
 
 def test_help_names_each_default_once(capsys):
