@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipelines.cluster.job_env import ray_runtime_env
 from pipelines.cluster.local import start_local_cluster
 from pipelines.runtime.faults import first_line
-from pipelines.runtime.logs import ray_runtime_env
 from pipelines.runtime.waiting import FIRST_RETRY_S, ServiceUnavailable, tcp_probe, wait_until_answers
 from pipelines.settings import RAY_WAIT_S
 

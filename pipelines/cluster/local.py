@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from pipelines.runtime.logs import ray_runtime_env
+from pipelines.cluster.job_env import ray_runtime_env
 from pipelines.runtime.signals import children_deaf_to
 
 
@@ -31,8 +31,10 @@ def start_local_cluster() -> float:
     """Start a local Ray cluster for this process; returns its CPUs."""
     import ray
 
+    # address="local": a cluster of its own, even where another (`ray start`, a test's) runs on
+    # this machine; a bare ray.init() would join that one and take its CPUs for ours.
     with children_deaf_to():  # a stop signal for the command must not take the cluster down mid-stop
-        ray.init(log_to_driver=True, runtime_env=ray_runtime_env())
+        ray.init(address="local", log_to_driver=True, runtime_env=ray_runtime_env())
     stop_without_grace()
     return ray.cluster_resources().get("CPU", 0.0)
 

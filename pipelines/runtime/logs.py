@@ -19,7 +19,6 @@ if a name moves, the lines come back and nothing else changes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -91,7 +90,7 @@ class WithoutReportLines(logging.Filter):
 
 
 def ray_worker_setup() -> None:
-    """Every Ray worker process of the job runs this as it starts (`ray_runtime_env`)."""
+    """Every Ray worker process of the job runs this as it starts (cluster/job_env.py)."""
     for name in (RAY_CONTROLLER_LOGGER, RAY_FAILURE_POLICY_LOGGER):
         add_filter_once(name, StartupTimeoutInOneLine())
     try:
@@ -99,14 +98,6 @@ def ray_worker_setup() -> None:
     except ImportError:  # a Ray without it: the lines stay
         return
     add_filter_once(context.__file__, WithoutReportLines())
-
-
-def ray_runtime_env() -> dict[str, str]:
-    """What `ray.init` gives the job: the setup hook above, unless a submitted Ray job names its
-    own (Ray refuses to merge two)."""
-
-    submitted = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}").get("runtime_env") or {}
-    return {} if "worker_process_setup_hook" in submitted else {"worker_process_setup_hook": RAY_SETUP_HOOK}
 
 
 def skip_ray_internal_lines() -> None:

@@ -3,8 +3,6 @@ Ray's line about its own preemption watcher not printed."""
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import os
 
@@ -17,17 +15,14 @@ from ray.train.v2.api.exceptions import ControllerError
 from pipelines.runtime.logs import (
     RAY_CONTROLLER_LOGGER,
     RAY_FAILURE_POLICY_LOGGER,
-    RAY_SETUP_HOOK,
     RAY_SKIP_REGEX,
     StartupTimeoutInOneLine,
     WithoutReportLines,
-    ray_runtime_env,
     ray_worker_setup,
     skip_ray_internal_lines,
 )
 
 CONTROLLER_LOGGER, FAILURE_POLICY_LOGGER = RAY_CONTROLLER_LOGGER, RAY_FAILURE_POLICY_LOGGER
-JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 class Kept(logging.Handler):
@@ -89,34 +84,6 @@ def test_other_errors_and_a_timeout_that_ends_the_run_keep_their_tracebacks(cont
         (FAILURE_POLICY_LOGGER, "[FailurePolicy] RAISE"),  # the timeout's own controller record is dropped
     ]
     assert all(r.exc_info and r.exc_info[1] is not None for r in controller_logs)
-
-
-def test_every_worker_of_the_job_runs_the_hook_unless_a_submitted_job_has_its_own(monkeypatch):
-    monkeypatch.delenv(JOB_CONFIG_ENV, raising=False)
-    assert ray_runtime_env() == {"worker_process_setup_hook": RAY_SETUP_HOOK}
-    module, _, name = RAY_SETUP_HOOK.rpartition(".")
-    assert getattr(importlib.import_module(module), name) is ray_worker_setup
-    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {"worker_process_setup_hook": "theirs.setup"}}))
-    assert ray_runtime_env() == {}  # Ray refuses to merge two hooks: theirs stays
-    monkeypatch.setenv(JOB_CONFIG_ENV, json.dumps({"runtime_env": {"pip": ["x"]}}))
-    assert ray_runtime_env() == {"worker_process_setup_hook": RAY_SETUP_HOOK}
-
-
-def test_ray_is_started_and_joined_with_the_hook(monkeypatch):
-    import ray
-
-    from pipelines.cluster.connect import ensure_ray
-
-    asked = []
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs))
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    monkeypatch.setattr("pipelines.cluster.local.stop_without_grace", lambda: True)
-    monkeypatch.setattr("pipelines.cluster.connect._local_cpus", None)
-    monkeypatch.setattr("pipelines.cluster.connect.wait_for_cluster", lambda *args: None)
-    ensure_ray(None, log=lambda _: None)
-    ensure_ray("10.0.0.1:6379", log=lambda _: None)
-    assert [kwargs["runtime_env"] for kwargs in asked] == [ray_runtime_env()] * 2
 
 
 WATCHER_LINE = (
