@@ -14,7 +14,8 @@ import torch
 from gan_core.config import ExperimentConfig
 from gan_core.metrics import Evaluator, flatten_report
 from gan_core.outputs import sample_picture
-from gan_core.pictures import save_gif
+from gan_core.outputs.recorder import CURVES
+from gan_core.pictures import loss_curves, save_gif
 from pipelines.registry.versions import model_card, register_generator
 from pipelines.settings import Settings
 from pipelines.tracking import runs
@@ -61,6 +62,7 @@ def publish_generator(
     picture = sample_picture(generator, evaluator.dataset, run.config.eval.seed, run.run_name)
     runs.log_image(client, run.run_id, picture, FINAL_PICTURE)
     log_training_gif(client, settings.tracking_uri, run.run_id)
+    log_training_curves(client, run)
     card = model_card(register_as or run.run_name, run.run_name, run.config.flat(), run.tags, report, FINAL_PICTURE)
     client.log_text(run.run_id, card, "model_card.md")
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -86,6 +88,21 @@ def log_training_gif(client: Any, tracking_uri: str, run_id: str) -> None:
         frames = [Image.open(path).convert("RGB") for path in sorted(Path(local).glob("step-*.png"))]
         if frames:
             client.log_artifact(run_id, str(save_gif(frames, Path(folder) / "training.gif")), "samples")
+
+
+def log_training_curves(client: Any, run: TrainedRun) -> None:
+    """samples/curves.png, the picture `ganpipe train --local` writes, from the metrics the
+    workers logged (checked: MLflow draws each metric on its own chart, not a page to keep)."""
+    history: dict[int, dict[str, float]] = {}
+    for key in CURVES:
+        for point in client.get_metric_history(run.run_id, key):
+            history.setdefault(point.step, {"step": point.step})[key] = point.value
+    if not history:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        rows = [history[step] for step in sorted(history)]
+        title = f"{run.run_name} ({run.config.data.name})"
+        client.log_artifact(run.run_id, str(loss_curves(rows, CURVES, Path(folder) / "curves.png", title)), "samples")
 
 
 def resend_backlog(client: Any, run_id: str, checkpoint: dict[str, Any], log: Callable[[str], None] = print) -> None:

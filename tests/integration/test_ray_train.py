@@ -70,6 +70,9 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     # Both ranks held identical weights after every one of the 100 steps.
     spread = _history(client, result.run_id, "rank_weight_spread")
     assert [s for s, _ in spread] == list(range(1, 101)) and all(v == 0.0 for _, v in spread)
+    # The pictures `--local` writes, from a Ray run too.
+    pictures = {a.path for a in client.list_artifacts(result.run_id, "samples")}
+    assert {"samples/final.png", "samples/curves.png"} <= pictures, pictures
     # The model's artifacts live in the bucket, behind the MLflow server; it loads and generates.
     assert any(k.startswith("mlflow/") for k in bucket_keys("mlflow/"))
     mlflow.set_tracking_uri(settings.tracking_uri)
