@@ -44,10 +44,7 @@ def log_evaluation(settings: Settings, model_uri: str, report: dict) -> str:
         run_name="evaluate",
         tags={"ganpipe.kind": "evaluation", "ganpipe.model_uri": model_uri, **model_lineage(client, model_uri)},
     )
-    flat = {}
-    for name, values in report.items():
-        flat.update({f"{name}_{k}" if k != "value" else name: v for k, v in values.items()})
-    runs.log_metrics(client, run.info.run_id, flat, 0)
+    runs.log_report(client, run.info.run_id, report, 0)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -50,6 +50,20 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     )
 
 
+def log_report(client: MlflowClient, run_id: str, report: dict[str, dict[str, float]], step: int, prefix: str = ""):
+    """An evaluation report: the generator's values and 95% intervals as metrics (`prefix` +
+    name, + `_ci_low`/`_ci_high`); real data's values on the same protocol, the reference each
+    is read against, as one table artifact `prefix` + real_data_reference.json. As metrics
+    they were a chart each, of one point, before the training curves in MLflow's UI."""
+    values = {}
+    for name, pair in report.items():
+        values[f"{prefix}{name}"] = pair["value"]
+        values.update({f"{prefix}{name}_{end}": pair[end] for end in ("ci_low", "ci_high") if end in pair})
+    log_metrics(client, run_id, values, step)
+    reference = {name: {k: v for k, v in pair.items() if k in ("real", "matched")} for name, pair in report.items()}
+    client.log_dict(run_id, reference, f"{prefix}real_data_reference.json")
+
+
 def check_same_config(client: MlflowClient, settings: Settings, run_name: str, params: dict[str, Any]) -> None:
     """Raise ConfigError if `run_name` exists and was trained with other values than `params` (only
     train.steps may grow): Ray Train would resume its checkpoint under the new config, silently

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from gan_core.config import ExperimentConfig
-from gan_core.metrics import Evaluator, flatten_report
+from gan_core.metrics import Evaluator
 from gan_core.outputs import sample_picture
 from gan_core.outputs.recorder import CURVES
 from gan_core.pictures import loss_curves, save_gif
@@ -58,7 +58,7 @@ def publish_generator(
     import mlflow
 
     report = evaluator.evaluate(generator, bootstrap=bootstrap)
-    runs.log_metrics(client, run.run_id, {f"eval/{k}": v for k, v in flatten_report(report).items()}, run.step)
+    runs.log_report(client, run.run_id, report, run.step, prefix="eval/")
     picture = sample_picture(generator, evaluator.dataset, run.config.eval.seed, run.run_name)
     runs.log_image(client, run.run_id, picture, FINAL_PICTURE)
     log_training_gif(client, settings.tracking_uri, run.run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipelines.settings import Settings
@@ -20,3 +21,26 @@ def test_a_new_and_an_untagged_experiment_are_tagged_as_model_training(tmp_path:
     again = Settings.from_env({"GANPIPE_HOME": str(tmp_path), "GANPIPE_EXPERIMENT": "made-before-the-tag"})
     assert experiment_id(client, again) == older
     assert client.get_experiment(older).tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
+
+
+def test_an_evaluation_logs_the_generator_s_values_as_metrics_and_real_data_s_as_one_table(tmp_path: Path):
+    from pipelines.tracking.runs import log_report
+
+    settings = Settings.from_env({"GANPIPE_HOME": str(tmp_path)})
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run_id = client.create_run(experiment_id(client, settings)).info.run_id
+    report = {
+        "frechet_distance": {"value": 0.4, "ci_low": 0.35, "ci_high": 0.46, "real": 0.7, "matched": 0.2},
+        "modes": {"value": 10.0, "real": 10.0},
+    }
+    log_report(client, run_id, report, step=7, prefix="eval/")
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics == {
+        "eval/frechet_distance": 0.4,
+        "eval/frechet_distance_ci_low": 0.35,
+        "eval/frechet_distance_ci_high": 0.46,
+        "eval/modes": 10.0,
+    }
+    assert client.get_metric_history(run_id, "eval/modes")[0].step == 7
+    table = mlflow.artifacts.load_dict(f"{client.get_run(run_id).info.artifact_uri}/eval/real_data_reference.json")
+    assert table == {"frechet_distance": {"real": 0.7, "matched": 0.2}, "modes": {"real": 10.0}}
