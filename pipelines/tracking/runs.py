@@ -7,6 +7,7 @@ logs into it by run id. Params are the flattened config; secrets never reach MLf
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import tempfile
 import time
@@ -16,9 +17,11 @@ from typing import Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from gan_core import __version__ as gan_core_version
 from gan_core.config import ConfigError, absolute_root
+from gan_core.data import Dataset
 from pipelines.runtime.faults import first_line
 from pipelines.settings import Settings
 from pipelines.tracking.server import wait_for_server
@@ -96,6 +99,23 @@ def find_or_create_run(
     run = client.create_run(exp, run_name=run_name, tags={RUN_NAME_TAG: run_name, **tags})
     client.log_batch(run.info.run_id, params=[mlflow.entities.Param(k, _param(v)) for k, v in params.items()])
     return run.info.run_id, False
+
+
+def log_dataset_input(client: MlflowClient, run_id: str, dataset: Dataset, version: str, source: str) -> None:
+    """The training data as the run's MLflow dataset input (the UI's "Datasets used"): its name,
+    its content hash as the digest, where it was read from, and its sizes."""
+    profile = {"train": len(dataset.train_x), "test": len(dataset.test_x), "shape": list(dataset.train_x.shape[1:])}
+    if dataset.num_classes:
+        profile["classes"] = dataset.num_classes
+    entity = mlflow.entities.Dataset(
+        name=dataset.name,
+        digest=version,
+        source_type="s3" if source.startswith("s3://") else "local" if source else "code",
+        source=json.dumps({"uri": source or f"gan_core.data: {dataset.name}"}),
+        profile=json.dumps(profile),
+    )
+    context = mlflow.entities.InputTag(MLFLOW_DATASET_CONTEXT, "training")
+    client.log_inputs(run_id, datasets=[mlflow.entities.DatasetInput(entity, tags=[context])])
 
 
 def mark_ended(client: MlflowClient, run_id: str, status: str, log: Callable[[str], None] = print) -> None:

@@ -123,6 +123,8 @@ def open_run(
         "code.version": runs.code_version(),
     }
     run_id, resumed = runs.find_or_create_run(client, settings, run_name, config.flat(), tags)
+    if not resumed:
+        runs.log_dataset_input(client, run_id, dataset, tags["dataset.version"], config.data.root)
     log(f"MLflow run {run_id} ({'resumed' if resumed else 'new'}) at {without_credentials(settings.tracking_uri)}")
     return run_id, resumed, tags
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -44,3 +45,18 @@ def test_an_evaluation_logs_the_generator_s_values_as_metrics_and_real_data_s_as
     assert client.get_metric_history(run_id, "eval/modes")[0].step == 7
     table = mlflow.artifacts.load_dict(f"{client.get_run(run_id).info.artifact_uri}/eval/real_data_reference.json")
     assert table == {"frechet_distance": {"real": 0.7, "matched": 0.2}, "modes": {"real": 10.0}}
+
+
+def test_the_training_data_is_the_run_s_dataset_input(tmp_path: Path):
+    from gan_core.data import load_dataset
+    from pipelines.tracking.runs import log_dataset_input
+
+    settings = Settings.from_env({"GANPIPE_HOME": str(tmp_path)})
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run_id = client.create_run(experiment_id(client, settings)).info.run_id
+    dataset = load_dataset("ring", "", 1000, 0)
+    log_dataset_input(client, run_id, dataset, "0123abcd", "")
+    [used] = client.get_run(run_id).inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.digest, used.dataset.source_type) == ("ring", "0123abcd", "code")
+    assert json.loads(used.dataset.profile) == {"train": 1000, "test": len(dataset.test_x), "shape": [2]}
+    assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "training")]
