@@ -134,6 +134,9 @@ def generator_artifact(generator: torch.nn.Module, config: ExperimentConfig) -> 
     }
 
 
+ARTIFACT_KEYS = ("config", "sample_shape", "num_classes", "weights")  # what generator_artifact writes
+
+
 def load_generator_artifact(path: str | Path):
     """Rebuild a generator from its weights file, refusing anything that fails its checks."""
 
@@ -145,8 +148,14 @@ def load_generator_artifact(path: str | Path):
         ) from None
     if not isinstance(saved, dict) or saved.get("format") != "ganpipe-generator/1":
         found = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
-        raise ModelArtifactError(f"{path}: not a ganpipe generator (format {found!r})")
-    config = from_dict(json.loads(saved["config"]))
+        raise ModelArtifactError(f"{path}: not a ganpipe generator (format {found!r}, expected 'ganpipe-generator/1')")
+    missing = [key for key in ARTIFACT_KEYS if key not in saved]
+    if missing:
+        raise ModelArtifactError(f"{path}: a ganpipe generator without {', '.join(missing)}")
+    try:
+        config = from_dict(json.loads(saved["config"]))
+    except (TypeError, ValueError) as error:  # not JSON, or a config that fails its checks
+        raise ModelArtifactError(f"{path}: its config cannot be read ({error})") from None
     generator = MODELS.get(config.model.name)(
         config.model, tuple(saved["sample_shape"]), saved["num_classes"]
     ).generator

@@ -53,3 +53,48 @@ def test_a_request_out_of_range_is_refused_with_its_reason(conditional, row, ref
         conditional.predict(pd.DataFrame([row]))
     # The scoring server answers an MlflowException with its message (HTTP 400); it hid any other.
     assert isinstance(refused.value, MlflowException) and refused.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def _artifact(**changes):
+    from pipelines.tracking.model import generator_artifact
+
+    config = load_config(preset_path("ring"))
+    saved = generator_artifact(MODELS.get(config.model.name)(config.model, (2,), 0).generator, config)
+    saved.update(changes)
+    return {k: v for k, v in saved.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"not torch at all", r"not a safe generator weights file"),
+        ("tensor", r"not a ganpipe generator \(format 'Tensor', expected 'ganpipe-generator/1'\)"),
+        ({"format": "ganpipe-generator/0"}, r"not a ganpipe generator \(format 'ganpipe-generator/0'"),
+        ({"weights": None, "num_classes": None}, r"a ganpipe generator without num_classes, weights$"),
+        ({"config": "{not json"}, r"its config cannot be read \(Expecting property name"),
+        ({"config": '{"optim": {"lr_g": -3}}'}, r"its config cannot be read \(optim.lr_g=-3"),
+        ({"sample_shape": [3]}, r"weights do not fit the mlp generator"),
+    ],
+)
+def test_a_weights_file_that_fails_a_check_is_refused_naming_it(tmp_path, content, problem):
+    import torch
+
+    from pipelines.tracking.model import ModelArtifactError, load_generator_artifact
+
+    path = tmp_path / "generator.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(torch.zeros(3) if content == "tensor" else _artifact(**content), path)
+    with pytest.raises(ModelArtifactError, match=rf"^{re.escape(str(path))}: {problem}"):
+        load_generator_artifact(path)
+
+
+def test_a_sound_weights_file_loads(tmp_path):
+    import torch
+
+    from pipelines.tracking.model import load_generator_artifact
+
+    torch.save(_artifact(), tmp_path / "generator.pt")
+    generator, config = load_generator_artifact(tmp_path / "generator.pt")
+    assert config.data.name == "ring" and tuple(generator.sample_shape) == (2,)
