@@ -105,7 +105,10 @@ def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Da
             return translation_picture(state.sampler, dataset, dataset.test_x[:PICTURE_POINTS], title)
         return translation_picture(state.sampler, dataset, state.fixed_latent[:PICTURE_TRANSLATIONS].cpu(), title)
     samples = samples_for_picture(fixed_samples, state)
-    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=state.sampler.num_classes or None)
+    columns = state.sampler.num_classes or None
+    if columns and samples.dim() == 4 and len(samples) >= columns:  # whole rows: one sample per class each
+        samples = samples[: len(samples) // columns * columns]
+    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=columns)
 
 
 @torch.no_grad()
