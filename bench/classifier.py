@@ -7,6 +7,7 @@ data. On MNIST-sized data that first evaluation waits for it.
     python bench/classifier.py --root DIR               # an MNIST-style IDX folder (real MNIST)
     python bench/classifier.py --images 100000 200000   # one run per image budget
     python bench/classifier.py --data digits            # scikit-learn's 8x8 digits
+    python bench/classifier.py --data fashion-mnist     # Debian's Fashion-MNIST (or --root DIR)
 
 Prints one JSON line per run: images seen, seconds, images/s and test accuracy.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from gan_core.config import EvalConfig
-from gan_core.data.images import load_digits, load_idx_folder
+from gan_core.data.images import load_digits, load_fashion_mnist, load_idx_folder
 from gan_core.metrics.classifier import BATCH, train_classifier, training_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,15 +33,19 @@ from mnist_standin import write_standin  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=["standin", "digits"], default="standin")
-    parser.add_argument("--root", default="", help="an MNIST-style IDX folder to use instead of the stand-in")
+    parser.add_argument("--data", choices=["standin", "digits", "fashion-mnist"], default="standin")
+    parser.add_argument(
+        "--root", default="", help="an IDX folder: real MNIST instead of the stand-in, or Fashion-MNIST's files"
+    )
     parser.add_argument("--images", type=int, nargs="+", default=[EvalConfig.classifier_images])
     parser.add_argument("--epochs", type=int, default=EvalConfig.classifier_epochs)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        if args.root:
+        if args.data == "fashion-mnist":  # its folder, else Debian's
+            dataset = load_fashion_mnist(args.root)
+        elif args.root:
             dataset = load_idx_folder("mnist", args.root)
         elif args.data == "standin":
             dataset = load_idx_folder("mnist-standin", write_standin(Path(scratch), 60_000, 10_000))

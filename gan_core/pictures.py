@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+NAME_MARGIN = 3  # pixels between a column's name and the grid
+
 
 def image_grid(images: torch.Tensor, columns: int | None = None, scale: int | None = None, pad: int = 1) -> Image.Image:
     """(N, C, H, W) in [-1, 1] -> one RGB image, tiles upscaled (nearest) to at least 32 px."""
@@ -71,12 +73,40 @@ def render_samples(
     sigma: float = 0.0,
     title: str = "",
     columns: int | None = None,
+    class_names: Sequence[str] = (),
 ) -> Image.Image:
     """A grid for images (`columns` wide: a conditional generator's samples cycle through the
-    classes, so one column per class puts each class in a column), a scatter plot for points."""
+    classes, so one column per class puts each class in a column), a scatter plot for points.
+    With one name per column, the grid is headed by the names: a column of sneakers reads as
+    sneakers, not as class 7."""
     if samples.dim() == 4:
-        return image_grid(samples, columns)
+        grid = image_grid(samples, columns)
+        if columns and len(class_names) == columns:
+            return with_column_names(grid, class_names)
+        return grid
     return scatter_plot(samples, modes, sigma, title)
+
+
+def with_column_names(grid: Image.Image, names: Sequence[str], pad: int = 1) -> Image.Image:
+    """`grid` (one column per name, `pad` pixels around its tiles) under a strip naming each column.
+
+    The names are written upwards, one per column, ending at the grid: a 28-pixel tile is too
+    narrow for "ankle boot" written across it.
+    """
+    tile = (grid.width - pad) / len(names)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    boxes = [probe.textbbox((0, 0), name) for name in names]
+    depth = max(box[2] for box in boxes) + 2 * NAME_MARGIN
+    sideways = Image.new("RGB", (depth, grid.width), (20, 20, 20))  # drawn across, then turned upright
+    draw = ImageDraw.Draw(sideways)
+    for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
+        top = pad + i * tile + (tile - pad - (box[3] + box[1])) / 2  # the text's ink centred on the tile
+        draw.text((NAME_MARGIN, top), name, fill=(230, 230, 230))
+    strip = sideways.rotate(90, expand=True)
+    out = Image.new("RGB", (grid.width, strip.height + grid.height), (20, 20, 20))
+    out.paste(strip, (0, 0))
+    out.paste(grid, (0, strip.height))
+    return out
 
 
 def translation_grid(inputs: torch.Tensor, *outputs: torch.Tensor, columns: int = 8, gap: int = 3) -> Image.Image:

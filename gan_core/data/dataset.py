@@ -36,6 +36,9 @@ class Dataset:
     # Two-domain datasets whose held-out B split is the true counterpart of the held-out A split,
     # row by row: used only to score translations, never seen in training.
     paired_test: bool = False
+    # What each label means, when the classes have names ("sneaker" says more than 7 in a picture
+    # or a report); empty where the label is the name (digits) or there are no classes.
+    class_names: tuple[str, ...] = ()
 
     @property
     def translation(self) -> bool:
@@ -50,6 +53,10 @@ class Dataset:
     def labelled(self) -> bool:
         return self.train_y is not None and self.num_classes > 0
 
+    def class_name(self, label: int) -> str:
+        """How pictures and reports name class `label`: "sneaker" where classes have names, else "7"."""
+        return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
+
     def summary(self) -> dict[str, object]:
         summary: dict[str, object] = {
             "name": self.name,
@@ -59,6 +66,8 @@ class Dataset:
             "shape": list(self.sample_shape),
             "classes": self.num_classes,
         }
+        if self.class_names:
+            summary["class_names"] = list(self.class_names)
         if self.target is not None:
             summary["target"] = self.target.summary()
         return summary

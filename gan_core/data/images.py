@@ -1,4 +1,8 @@
-"""Labelled image datasets: scikit-learn's 8x8 digits, stacked digits, MNIST-style IDX folders."""
+"""Labelled image datasets: scikit-learn's 8x8 digits, stacked digits, MNIST-style IDX folders.
+
+Fashion-MNIST needs no data.root where Debian's `dataset-fashion-mnist` package is installed:
+its files are read from the package's folder. MNIST has no such package, so it needs data.root.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,27 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+
+# Debian's `dataset-fashion-mnist` installs the four files, gzipped, here.
+FASHION_MNIST_FOLDER = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+# Label i of Fashion-MNIST is FASHION_MNIST_CLASSES[i] (Xiao et al. 2017, Table 1).
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+# Names of the classes, by dataset; a dataset not here numbers its classes (the digits' label is its name).
+CLASS_NAMES = {"fashion-mnist": FASHION_MNIST_CLASSES}
+# Where an IDX dataset is read when data.root is empty; a dataset missing here needs data.root.
+DEFAULT_FOLDERS = {"fashion-mnist": FASHION_MNIST_FOLDER}
 
 
 def _sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +89,7 @@ def _stack(x: torch.Tensor, y: torch.Tensor, n: int, gen: torch.Generator) -> tu
     return images, labels
 
 
-def load_idx_folder(name: str, root: str | Path) -> Dataset:
+def load_idx_folder(name: str, root: str | Path, class_names: tuple[str, ...] = ()) -> Dataset:
     """An MNIST-style folder: the four standard IDX files, raw or gzip."""
     if not str(root):
         raise ValueError(f"dataset {name!r} needs data.root: a folder holding {sorted(IDX_FILES.values())}")
@@ -99,6 +124,7 @@ def load_idx_folder(name: str, root: str | Path) -> Dataset:
         to_y(arrays["train_labels"]),
         to_y(arrays["test_labels"]),
         num_classes=10,
+        class_names=class_names,
     )
 
 
@@ -135,5 +161,28 @@ def load_mnist(root: str = "", **_: object) -> Dataset:
 
 
 def load_fashion_mnist(root: str = "", **_: object) -> Dataset:
-    """Fashion-MNIST from a folder of IDX files (28x28, 10 classes)."""
-    return load_idx_folder("fashion-mnist", root)
+    """Fashion-MNIST (28x28, 10 named classes) from data.root, else from Debian's package folder."""
+    return load_idx_folder("fashion-mnist", fashion_mnist_folder(root), FASHION_MNIST_CLASSES)
+
+
+def fashion_mnist_folder(root: str | Path = "") -> str:
+    """The folder Fashion-MNIST is read from: `root` when given, else the Debian package's.
+
+    When the folder chosen holds none of the four files, one line says where it looked and how to
+    get them; a folder holding some of them is read, so that the missing one is named.
+    """
+    if "://" in str(root):  # load_idx_folder explains what to do with a URI
+        return str(root)
+    folder = Path(root) if str(root) else FASHION_MNIST_FOLDER
+    if not any(_present(folder, stem) for stem in IDX_FILES.values()):
+        where = f"data.root {folder}" if str(root) else f"{folder} (data.root is empty)"
+        raise FileNotFoundError(
+            f"dataset 'fashion-mnist': no IDX files in {where}; install them with "
+            f"`apt-get install -y {FASHION_MNIST_PACKAGE}` (into {FASHION_MNIST_FOLDER}), or set data.root to "
+            f"a folder holding {', '.join(IDX_FILES.values())} (each may end in .gz)"
+        )
+    return str(folder)
+
+
+def _present(folder: Path, stem: str) -> bool:
+    return (folder / stem).is_file() or (folder / f"{stem}.gz").is_file()

@@ -109,6 +109,7 @@ def load_prepared(root: str = "", **_: object) -> Dataset:
         num_classes=manifest["num_classes"],
         modes=torch.tensor(manifest["modes"]) if manifest["modes"] is not None else None,
         sigma=manifest["sigma"],
+        class_names=tuple(manifest.get("class_names", ())),
     )
     if content_hash(dataset) != manifest["content_hash"]:
         raise DataValidationError(str(folder), "content hash", "the shards do not match the manifest's hash")
@@ -131,8 +132,10 @@ def _read_part(folder: Path, manifest: dict[str, Any], part: str) -> tuple[torch
 
 
 def _identity(dataset: Dataset) -> dict[str, Any]:
-    """What, besides the arrays, defines the data: the metrics read all of it."""
-    return {
+    """What, besides the arrays, defines the data: the metrics read all of it, the pictures and
+    reports the class names. Unnamed classes add no key, so the versions stored before class
+    names existed keep their hashes."""
+    identity: dict[str, Any] = {
         "name": dataset.name,
         "kind": dataset.kind,
         "sample_shape": list(dataset.sample_shape),
@@ -140,6 +143,9 @@ def _identity(dataset: Dataset) -> dict[str, Any]:
         "modes": dataset.modes.tolist() if dataset.modes is not None else None,
         "sigma": dataset.sigma,
     }
+    if dataset.class_names:
+        identity["class_names"] = list(dataset.class_names)
+    return identity
 
 
 def _statistics(dataset: Dataset, part: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class DataValidationError(ValueError):
 
 def validate_dataset(dataset: Dataset, origin: str) -> None:
     """Raise DataValidationError on the first problem found; return quietly when all is well."""
+    _check_class_names(dataset, origin)  # first: it reads no samples
     for part, x, y in (("train", dataset.train_x, dataset.train_y), ("test", dataset.test_x, dataset.test_y)):
         where = f"{origin} ({part} split)"
         _check_shape(dataset, x, where)
@@ -81,3 +82,12 @@ def _check_counts(dataset: Dataset, origin: str) -> None:
         missing = sorted(set(range(dataset.num_classes)) - set(dataset.train_y.unique().tolist()))
         if missing:
             raise DataValidationError(origin, "class coverage", f"classes {missing} have no training sample")
+
+
+def _check_class_names(dataset: Dataset, origin: str) -> None:
+    """Names, where given, are one per class: a short list would name some classes wrongly in pictures."""
+    names = dataset.class_names
+    if names and (len(names) != dataset.num_classes or len(set(names)) != len(names)):
+        raise DataValidationError(
+            origin, "class names", f"need {dataset.num_classes} distinct names, one per class, got {list(names)}"
+        )

@@ -77,7 +77,14 @@ def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, titl
     if classes:  # whole rows of one sample per class
         count = classes * math.ceil(count / classes)
     samples, _ = generate(generator, count, seed)
-    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=classes or None)
+    return render_samples(
+        samples,
+        dataset.modes,
+        dataset.sigma,
+        title,
+        columns=classes or None,
+        class_names=getattr(dataset, "class_names", ()),
+    )
 
 
 def translation_picture(translator: torch.nn.Module, dataset: Dataset, inputs: torch.Tensor, title: str = ""):
@@ -108,7 +115,9 @@ def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Da
     columns = state.sampler.num_classes or None
     if columns and samples.dim() == 4 and len(samples) >= columns:  # whole rows: one sample per class each
         samples = samples[: len(samples) // columns * columns]
-    return render_samples(samples, dataset.modes, dataset.sigma, title, columns=columns)
+    return render_samples(
+        samples, dataset.modes, dataset.sigma, title, columns=columns, class_names=getattr(dataset, "class_names", ())
+    )
 
 
 @torch.no_grad()

@@ -26,7 +26,11 @@ def add_commands(commands: Any) -> None:
         "prepare", help="validate a source and store a versioned dataset", formatter_class=FORMATTER
     )
     prepare.add_argument("source", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
-    prepare.add_argument("--root", default="", help="IDX folder for mnist/fashion-mnist: a path or s3://bucket/prefix")
+    prepare.add_argument(
+        "--root",
+        default="",
+        help="IDX folder (path or s3://): needed for mnist; fashion-mnist defaults to Debian's folder",
+    )
     prepare.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
     prepare.add_argument("--seed", type=at_least(0), default=0, help="seed of the draw and of the train/test split")
     prepare.set_defaults(handler=cmd_prepare)
@@ -40,7 +44,11 @@ def add_commands(commands: Any) -> None:
     )
     pipeline.add_argument("--preset", default="digits-cgan", help="config the search and training start from")
     pipeline.add_argument("--source", default="digits", help="dataset to prepare (see `ganpipe prepare`)")
-    pipeline.add_argument("--source-root", default="", help="IDX folder or s3:// prefix for mnist/fashion-mnist")
+    pipeline.add_argument(
+        "--source-root",
+        default="",
+        help="IDX folder or s3:// prefix for mnist (needed) or fashion-mnist (default: Debian's folder)",
+    )
     pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                           help="config override (repeatable)")  # fmt: skip
     pipeline.add_argument("--space", default="digits", help="search space: shipped (ganpipe list spaces) or YAML")
@@ -186,9 +194,9 @@ def _check_deployment(parameters: dict[str, Any], crons: dict[str, str]) -> None
 
 
 def _check_source(source: str, root: str, root_flag: str) -> None:
-    from pipelines.storage.datasets import IDX_SOURCES, PREPARABLE
+    from pipelines.storage.datasets import NEEDS_ROOT, PREPARABLE
 
     if source not in PREPARABLE:
         raise ValueError(f"source {source!r} cannot be prepared; allowed: {', '.join(PREPARABLE)}")
-    if source in IDX_SOURCES and not root:
+    if source in NEEDS_ROOT and not root:
         raise ValueError(f"source {source} is read from IDX files: pass {root_flag} (a folder or s3://bucket/prefix)")

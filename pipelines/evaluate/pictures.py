@@ -21,7 +21,7 @@ from gan_core.outputs.recorder import PICTURE_IMAGES, PICTURE_POINTS, PICTURE_TR
 from gan_core.pictures import render_samples
 from pipelines.evaluate.sources import is_model_uri, load_generator
 from pipelines.settings import Settings
-from pipelines.storage.datasets import load_for
+from pipelines.storage.datasets import class_names_for, load_for
 from pipelines.tracking.server import wait_for_server
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -81,12 +81,23 @@ def _samples(generator, config, request: SampleRequest, name: str):
         count = classes * math.ceil(count / classes)
     samples, labels = generate(generator, count, request.seed, label=request.label)
     modes, sigma = _modes(config) if points else (None, 0.0)
+    names = class_names_for(config) if classes else ()
     title = f"{name}, seed {request.seed}"
-    picture = render_samples(samples, modes, sigma, title, columns=classes if cycling else None)
+    columns = classes if cycling else None
+    picture = render_samples(samples, modes, sigma, title, columns=columns, class_names=names if cycling else ())
     arrays = {"samples": samples} if labels is None else {"samples": samples, "labels": labels}
     kind = "points" if points else "images"
-    of_class = "" if not classes else " cycling through the classes" if cycling else f" of class {request.label}"
-    return picture, arrays, f"{count} {kind}{of_class}"
+    return picture, arrays, f"{count} {kind}{_of_class(classes, cycling, request.label, names)}"
+
+
+def _of_class(classes: int, cycling: bool, label: int, names: tuple[str, ...]) -> str:
+    """What the summary says of the classes drawn: " of class 7 (sneaker)" where classes have names."""
+    if not classes:
+        return ""
+    if cycling:
+        return " cycling through the classes"
+    named = f" ({names[label]})" if label < len(names) else ""
+    return f" of class {label}{named}"
 
 
 def _translations(translator, config, request: SampleRequest, name: str, log: Callable[[str], None]):

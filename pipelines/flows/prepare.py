@@ -26,8 +26,9 @@ from pipelines.storage.location import Storage
 def read_and_validate(source: str, root: str, n_train: int, seed: int) -> tuple[Dataset, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as scratch:
         dataset, origin = read_source(source, root, n_train, seed, Path(scratch))
-    validate_dataset(dataset, root or source)
-    get_run_logger().info("read %s: %s", root or source, dataset.summary())
+    where = origin["root"] or source  # fashion-mnist without a root: the Debian folder it was read from
+    validate_dataset(dataset, where)
+    get_run_logger().info("read %s: %s", where, dataset.summary())
     return dataset, origin
 
 
@@ -43,7 +44,8 @@ def store_version(dataset: Dataset, origin: dict[str, Any], storage_uri: str) ->
 
 @flow(name="prepare", log_prints=True)
 def prepare(source: str = "digits", root: str = "", n_train: int = 100_000, seed: int = 0) -> DatasetVersion:
-    """Validate `source` (a dataset name; IDX sources read the folder or s3:// prefix `root`) and store a version."""
+    """Validate `source` (a dataset name; IDX sources read the folder or s3:// prefix `root`, fashion-mnist
+    by default Debian's folder) and store a version."""
     settings = Settings.from_env()
     dataset, origin = read_and_validate(source, root, n_train, seed)
     return store_version(dataset, origin, settings.storage_uri)

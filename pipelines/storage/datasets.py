@@ -16,11 +16,14 @@ from typing import Any
 
 from gan_core.config import ExperimentConfig
 from gan_core.data import Dataset, load_dataset
+from gan_core.data.images import CLASS_NAMES, DEFAULT_FOLDERS
 from gan_core.data.prepared import MANIFEST, build_manifest, encode_shards
 from pipelines.settings import Settings
 from pipelines.storage.location import Storage
 
 IDX_SOURCES = ("mnist", "fashion-mnist")
+# IDX sources with no folder to fall back on (fashion-mnist has Debian's): they need a root.
+NEEDS_ROOT = tuple(source for source in IDX_SOURCES if source not in DEFAULT_FOLDERS)
 # Sources a version folder can hold: one set of samples (stacked and two-domain sets are built at load time).
 PREPARABLE = ("digits", "ring", "grid", *IDX_SOURCES)
 
@@ -39,14 +42,18 @@ class DatasetVersion:
 
 
 def read_source(source: str, root: str, n_train: int, seed: int, scratch: Path) -> tuple[Dataset, dict[str, Any]]:
-    """Load a source dataset by name; IDX folders may live in storage (s3://) and are copied to `scratch`."""
+    """Load a source dataset by name; IDX folders may live in storage (s3://) and are copied to `scratch`.
+
+    The origin names the folder actually read, so that a version prepared from Debian's
+    Fashion-MNIST (no root given) says where its files came from.
+    """
     if source not in PREPARABLE:
         raise ValueError(f"source {source!r} cannot be prepared; allowed: {list(PREPARABLE)}")
     if source in IDX_SOURCES and root.startswith("s3://"):
         dataset = _load_from_s3(source, root, n_train, seed, scratch)
     else:
         dataset = load_dataset(source, root, n_train, seed)
-    origin = {"source": source, "root": root, "n_train": n_train, "seed": seed}
+    origin = {"source": source, "root": root or str(DEFAULT_FOLDERS.get(source, "")), "n_train": n_train, "seed": seed}
     return dataset, origin
 
 
@@ -92,6 +99,15 @@ def load_for(config: ExperimentConfig, cache: Path | None = None) -> Dataset:
     if config.data.name == "prepared":
         root = str(fetch(root, cache or Settings.from_env().home / "cache"))
     return load_dataset(config.data.name, root, config.data.n_train, config.data.seed)
+
+
+def class_names_for(config: ExperimentConfig) -> tuple[str, ...]:
+    """The class names of the data a config trains on, without loading its arrays (a picture's
+    header needs only these): a prepared version's manifest holds them; empty where unnamed."""
+    if config.data.name != "prepared":
+        return CLASS_NAMES.get(config.data.name, ())
+    manifest = _stored_manifest(Storage.from_uri(config.data.root))
+    return tuple(manifest.get("class_names", ())) if manifest is not None else ()
 
 
 def _stored_manifest(storage: Storage) -> dict[str, Any] | None:
