@@ -83,7 +83,7 @@ def sample_picture(generator: torch.nn.Module, dataset: Dataset, seed: int, titl
         dataset.sigma,
         title,
         columns=classes or None,
-        class_names=getattr(dataset, "class_names", ()),
+        class_names=dataset.class_names,
     )
 
 
@@ -116,7 +116,7 @@ def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Da
     if columns and samples.dim() == 4 and len(samples) >= columns:  # whole rows: one sample per class each
         samples = samples[: len(samples) // columns * columns]
     return render_samples(
-        samples, dataset.modes, dataset.sigma, title, columns=columns, class_names=getattr(dataset, "class_names", ())
+        samples, dataset.modes, dataset.sigma, title, columns=columns, class_names=dataset.class_names
     )
 
 

@@ -8,9 +8,9 @@ with the search's state, so that a resumed search has them).
 
 from __future__ import annotations
 
-import sys
-
 from ray.tune import Callback
+
+from pipelines.train.worker import write_line as write  # a line on stderr, as the workers write theirs
 
 
 class TrialLines(Callback):
@@ -40,8 +40,3 @@ class TrialLines(Callback):
         if reached >= self.milestones:
             return "finished"
         return "stopped early by the scheduler (weaker than its peers at that milestone)"
-
-
-def write(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

@@ -45,16 +45,6 @@ def mlflow_url(s3: str, tmp_path_factory: pytest.TempPathFactory):
         yield url
 
 
-@pytest.fixture(scope="session", autouse=True)
-def ray_train_polls_often():
-    """Ray Train's controller polls its workers every 2 s, so a run ends up to 2 s after they
-    finish. The suite's runs (and the commands it starts, which inherit the environment) poll
-    every 0.5 s: measured, a 20-step `ganpipe train` took 2-3 s less (32 s against 34-35 s)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        yield
-
-
 @pytest.fixture(scope="session")
 def ray_cluster(s3: str):
     import ray

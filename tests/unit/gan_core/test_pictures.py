@@ -48,7 +48,9 @@ def test_a_conditional_generator_s_samples_show_one_class_per_column():
 
     from gan_core.outputs import sample_picture
 
-    picture = sample_picture(_ShadeOfItsClass(), SimpleNamespace(kind="images", modes=None, sigma=0.0), 0, "")
+    picture = sample_picture(
+        _ShadeOfItsClass(), SimpleNamespace(kind="images", modes=None, sigma=0.0, class_names=()), 0, ""
+    )
     tile = 32 + 1  # 8x8 upscaled to 32, one pixel apart
     assert picture.size == (10 * tile + 1, 7 * tile + 1)  # 70 samples: 7 whole rows of the 10 classes
     for row in range(7):

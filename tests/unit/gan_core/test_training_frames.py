@@ -12,7 +12,7 @@ def test_a_conditional_frame_drops_the_ragged_last_row():
     shades = (torch.arange(fixed_batch) % classes).float() / (classes - 1) * 2 - 1
     fixed_samples = shades.view(-1, 1, 1, 1).expand(-1, 1, 8, 8)
     state = SimpleNamespace(sampler=SimpleNamespace(num_classes=classes))
-    dataset = SimpleNamespace(kind="images", modes=None, sigma=0.0)
+    dataset = SimpleNamespace(kind="images", modes=None, sigma=0.0, class_names=())
     picture = training_picture(fixed_samples, state, dataset)
     tile = 32 + 1  # 8x8 upscaled to 32, one pixel apart
     assert picture.size == (classes * tile + 1, 6 * tile + 1)  # 60 of the 64: six whole rows
