@@ -91,11 +91,14 @@ def run_local(config: ExperimentConfig, profile: bool) -> tuple[float, pstats.St
 
 # -- Ray Train -----------------------------------------------------------------------------------
 def on_fresh_cluster(measure: Callable[[], dict]) -> dict:
-    """`measure()`'s figures on a local cluster of its own, as each `ganpipe train` starts one."""
+    """`measure()`'s figures on a local cluster of its own, as each `ganpipe train` starts one
+    (with the job settings it gives Ray: Ray Train's 0.5 s poll)."""
     import ray
 
+    from pipelines.cluster.job_env import ray_runtime_env
+
     started = time.perf_counter()
-    ray.init(address="local", log_to_driver=False)
+    ray.init(address="local", log_to_driver=False, runtime_env=ray_runtime_env())
     init_s = time.perf_counter() - started
     try:
         return {"ray_init_s": init_s, **measure()}
@@ -174,13 +177,15 @@ def on_nodes(config: ExperimentConfig, nodes: int, cpus: int, local_s: float, on
     import ray
     from ray.cluster_utils import Cluster
 
+    from pipelines.cluster.job_env import ray_runtime_env
+
     share = max(1, cpus // nodes)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": share})
     try:
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=share)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env=ray_runtime_env())
         try:
             return through_ray(config, nodes, float(share), local_s, one_rate)
         finally:

@@ -12,18 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 NAME_MARGIN = 3  # pixels between a column's name and the grid
+MIN_GRID_WIDTH = 512  # a 28-pixel Fashion-MNIST tile or an 8-pixel digit is a smudge on a screen at 1:1
+CAPTION_SIZE = 16  # font size of a picture's title (Pillow's own font: nothing to install)
+NAME_SIZE = 12  # font size of a column's class name
 
 
 def image_grid(images: torch.Tensor, columns: int | None = None, scale: int | None = None, pad: int = 1) -> Image.Image:
-    """(N, C, H, W) in [-1, 1] -> one RGB image, tiles upscaled (nearest) to at least 32 px."""
+    """(N, C, H, W) in [-1, 1] -> one RGB image, tiles upscaled (nearest, by a whole factor) so
+    that the grid is at least MIN_GRID_WIDTH pixels wide."""
     images = images.detach().float().cpu().clamp(-1, 1)
     n, channels, height, width = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    scale = scale or max(1, 32 // height)
+    scale = scale or max(1, math.ceil(MIN_GRID_WIDTH / (min(columns, n) * width)))
     pixels = ((images + 1) * 127.5).round().to(torch.uint8)
     if channels == 1:
         pixels = pixels.expand(n, 3, height, width)
@@ -78,13 +82,13 @@ def render_samples(
     """A grid for images (`columns` wide: a conditional generator's samples cycle through the
     classes, so one column per class puts each class in a column), a scatter plot for points.
     With one name per column, the grid is headed by the names: a column of sneakers reads as
-    sneakers, not as class 7."""
-    if samples.dim() == 4:
-        grid = image_grid(samples, columns)
-        if columns and len(class_names) == columns:
-            return with_column_names(grid, class_names)
-        return grid
-    return scatter_plot(samples, modes, sigma, title)
+    sneakers, not as class 7. A title (run, step) goes above either."""
+    if samples.dim() != 4:
+        return scatter_plot(samples, modes, sigma, title)
+    grid = image_grid(samples, columns)
+    if columns and len(class_names) == columns:
+        grid = with_column_names(grid, class_names)
+    return labelled(grid, title) if title else grid
 
 
 def with_column_names(grid: Image.Image, names: Sequence[str], pad: int = 1) -> Image.Image:
@@ -94,14 +98,15 @@ def with_column_names(grid: Image.Image, names: Sequence[str], pad: int = 1) -> 
     narrow for "ankle boot" written across it.
     """
     tile = (grid.width - pad) / len(names)
+    font = ImageFont.load_default(size=NAME_SIZE)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    boxes = [probe.textbbox((0, 0), name) for name in names]
+    boxes = [probe.textbbox((0, 0), name, font=font) for name in names]
     depth = max(box[2] for box in boxes) + 2 * NAME_MARGIN
     sideways = Image.new("RGB", (depth, grid.width), (20, 20, 20))  # drawn across, then turned upright
     draw = ImageDraw.Draw(sideways)
     for i, (name, box) in enumerate(zip(names, boxes, strict=True)):
         top = pad + i * tile + (tile - pad - (box[3] + box[1])) / 2  # the text's ink centred on the tile
-        draw.text((NAME_MARGIN, top), name, fill=(230, 230, 230))
+        draw.text((NAME_MARGIN, top), name, fill=(230, 230, 230), font=font)
     strip = sideways.rotate(90, expand=True)
     out = Image.new("RGB", (grid.width, strip.height + grid.height), (20, 20, 20))
     out.paste(strip, (0, 0))
@@ -173,11 +178,18 @@ def _figure_image(fig) -> Image.Image:
 
 
 def labelled(image: Image.Image, text: str) -> Image.Image:
-    """The image with a caption strip above it (used for GIF frames: 'step 1200')."""
-    out = Image.new("RGB", (image.width, image.height + 14), (20, 20, 20))
-    out.paste(image, (0, 14))
-    ImageDraw.Draw(out).text((3, 1), text, fill=(230, 230, 230))
+    """The image under a caption strip ('ring-gan, step 1200'); a caption wider than the image is
+    cut at its edge rather than widening the picture."""
+    strip = caption_height()
+    out = Image.new("RGB", (image.width, image.height + strip), (20, 20, 20))
+    out.paste(image, (0, strip))
+    ImageDraw.Draw(out).text((4, 3), text, fill=(230, 230, 230), font=ImageFont.load_default(size=CAPTION_SIZE))
     return out
+
+
+def caption_height() -> int:
+    """Pixels of the strip `labelled` adds: the caption font's line height and a margin."""
+    return CAPTION_SIZE + 8
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | Path, frame_ms: int = 150, hold_last_ms: int = 1200) -> Path:

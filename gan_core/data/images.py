@@ -173,7 +173,7 @@ def fashion_mnist_folder(root: str | Path = "") -> str:
     """
     if "://" in str(root):  # load_idx_folder explains what to do with a URI
         return str(root)
-    folder = Path(root) if str(root) else FASHION_MNIST_FOLDER
+    folder = Path(root) if root else FASHION_MNIST_FOLDER
     if not any(_present(folder, stem) for stem in IDX_FILES.values()):
         where = f"data.root {folder}" if str(root) else f"{folder} (data.root is empty)"
         raise FileNotFoundError(

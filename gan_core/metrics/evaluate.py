@@ -22,6 +22,7 @@ accuracy, reconstruction error and, on the 2-D toy, the mode mapping.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ from gan_core.models.truncation import draw_latents
 from gan_core.registry import Registry
 
 PRDC_MAX = 5000  # pairwise distances grow quadratically; 5000 keeps them under a second
+PROGRESS_EVERY_S = 10.0  # a bootstrap of the image metrics takes tens of seconds: say how far it is
 
 
 @dataclass
@@ -176,6 +178,16 @@ METRICS.register("mode-mapping", "2-D translations: distinct modes of B that the
 )
 
 
+def better_direction(name: str) -> str:
+    """'higher' or 'lower' for a reported value; '' for one no metric claims."""
+    if name == "finite_fraction":  # every evaluation's own check, not a registered metric
+        return "higher"
+    try:
+        return "higher" if higher_is_better(name) else "lower"
+    except KeyError:
+        return ""
+
+
 def higher_is_better(name: str) -> bool:
     for metric_name in METRICS:
         table = METRICS.get(metric_name).higher_is_better
@@ -194,6 +206,7 @@ class Evaluator:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.dataset = dataset
+        self.log = log
         self.domain = _domain(dataset)  # where samples live: domain B for a translation model
         self.config = config or EvalConfig()
         self.classifier_accuracy: float | None = None
@@ -335,10 +348,14 @@ class Evaluator:
         rng = torch.Generator().manual_seed(self.config.seed + 1)
         n = len(view.x)
         runs: dict[str, list[float]] = {}
-        for _ in range(resamples):
+        started = said = time.monotonic()
+        for done in range(1, resamples + 1):
             index = torch.randint(n, (n,), generator=rng)
             for name, value in self.score(subset_view(view, index)).items():
                 runs.setdefault(name, []).append(value)
+            if self.log and time.monotonic() - said >= PROGRESS_EVERY_S and done < resamples:
+                said = time.monotonic()
+                self.log(f"bootstrap intervals: {done} of {resamples} resamples, {said - started:.0f} s")
         tail = (1 - confidence) / 2
         intervals = {}
         for name, values in runs.items():
@@ -466,12 +483,13 @@ def versus_real(pair: dict[str, float]) -> str:
 
 
 def metrics_table(report: dict[str, dict[str, float]]) -> list[str]:
-    """The evaluation report as markdown table rows: value, interval, real data (and `matched`)."""
+    """The evaluation report as markdown table rows: which way is better, value, interval, real
+    data (and `matched`)."""
     matched = any("matched" in pair for pair in report.values())  # real data had fewer samples
-    lines = ["| metric | value | 95% interval | real data |" + (f" {MATCHED} |" if matched else "")]
-    lines.append("|---|---|---|---|" + ("---|" if matched else ""))
+    lines = ["| metric | better | value | 95% interval | real data |" + (f" {MATCHED} |" if matched else "")]
+    lines.append("|---|---|---|---|---|" + ("---|" if matched else ""))
     for name, pair in report.items():
-        cells = [name, f"{pair['value']:.4g}"]
+        cells = [name, better_direction(name), f"{pair['value']:.4g}"]
         cells.append(f"[{pair['ci_low']:.4g}, {pair['ci_high']:.4g}]" if "ci_low" in pair else "")
         cells.append(f"{pair['real']:.4g}" if "real" in pair else "")
         if matched:

@@ -2,7 +2,13 @@
 
 from gan_core.outputs.checkpoints import FolderCheckpointer, checkpoint_steps, latest_checkpoint
 from gan_core.outputs.progress import ProgressPrinter, format_duration
-from gan_core.outputs.recorder import RunRecorder, sample_picture, training_picture, translation_picture
+from gan_core.outputs.recorder import (
+    RunRecorder,
+    frame_title,
+    sample_picture,
+    training_picture,
+    translation_picture,
+)
 
 __all__ = [
     "FolderCheckpointer",
@@ -10,6 +16,7 @@ __all__ = [
     "RunRecorder",
     "checkpoint_steps",
     "format_duration",
+    "frame_title",
     "latest_checkpoint",
     "sample_picture",
     "training_picture",

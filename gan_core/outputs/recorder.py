@@ -42,7 +42,7 @@ class RunRecorder(Hook):
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
 
     def on_samples(self, step: int, samples: torch.Tensor, state: TrainState) -> None:
-        labelled(training_picture(samples, state, self.dataset, f"step {step}"), f"step {step}").save(
+        training_picture(samples, state, self.dataset, frame_title(state, step)).save(
             self.frames / f"step-{step:06d}.png"
         )
 
@@ -101,7 +101,13 @@ def translated_picture(
     if dataset.kind == "points":
         target = dataset.target
         return translation_scatter(inputs, translations, dataset.modes, target.modes, target.sigma, title)
-    return labelled(translation_grid(inputs, translations, round_trips), "input A | A->B | A->B->A")
+    legend = "input A | A->B | A->B->A"
+    return labelled(translation_grid(inputs, translations, round_trips), f"{title}: {legend}" if title else legend)
+
+
+def frame_title(state: TrainState, step: int) -> str:
+    """What a training frame says it shows: the data and the step (a GIF is scrubbed by step)."""
+    return f"{state.config.data.name}, step {step}"
 
 
 def training_picture(fixed_samples: torch.Tensor, state: TrainState, dataset: Dataset, title: str = ""):

@@ -11,9 +11,11 @@ from pipelines.settings import Settings
 from pipelines.tracking.model import load_served_generator
 from pipelines.tracking.store import require_existing_store
 
+STORE_SCHEMES = ("runs:/", "models:/")  # model URIs that the tracking store resolves
+
 
 def is_model_uri(source: str) -> bool:
-    return source.startswith(("runs:/", "models:/")) or "://" in source
+    return source.startswith(STORE_SCHEMES) or "://" in source
 
 
 def load_generator(source: str, settings: Settings):
@@ -22,7 +24,8 @@ def load_generator(source: str, settings: Settings):
     if is_model_uri(source):
         from mlflow.exceptions import MlflowException
 
-        require_existing_store(settings)
+        if source.startswith(STORE_SCHEMES):  # a file:// or s3:// model is read where it is
+            require_existing_store(settings)
         try:
             generator, config = load_served_generator(source, settings.tracking_uri)
         except MlflowException as error:  # a URI typed wrong, a model or alias that is not there

@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from gan_core.config import ExperimentConfig, load_config, preset_path
 from pipelines.flows import steps
 from pipelines.flows.prepare import prepare
+from pipelines.flows.progress import StepLines
 from pipelines.flows.report import pipeline_report
 from pipelines.flows.stages import Stages
 from pipelines.runtime.logs import log_requested_stops_in_one_line, skip_ray_internal_lines
@@ -62,8 +63,10 @@ def gan_pipeline(
     settings = Settings.from_env()
     storage = Storage.from_uri(settings.storage_uri)
     model_name = model_name or f"{name}-generator"
+    lines = StepLines(logger.info)
 
     data = prepare(source, source_root, n_train)
+    lines.done("prepare", f"{data.name} version {data.version}, {'already stored' if data.reused else 'stored'}")
     stages = Stages(storage, name, data.version)
     base = load_config(preset_path(preset), [*(overrides or []), *data.overrides()])
 
@@ -76,13 +79,18 @@ def gan_pipeline(
         search_key = _search_key(search_base, options)
         if (record := stages.finished(f"search-{search_key}")) is not None:
             searched = steps.SearchSummary.from_dict(record)
+            lines.done("search", f"as recorded, {_searched(searched)}")
         else:
             steps.check_cluster(scaling)  # training's workers must fit: said now, not after the search
             searched = steps.search(search_base, options, f"{name}-{data.version}-{search_key}")
             stages.record(f"search-{search_key}", searched.to_dict())
+            lines.done("search", _searched(searched))
         storage.child("pipelines", name).write_bytes(BEST_CONFIG, yaml.safe_dump(searched.best_params).encode())
     # Without a search this run, training takes the latest one's best values: the report says which.
     latest_search_values = None if searched else _stored_best(storage.child("pipelines", name))
+    if not searched:
+        taken = "the latest search's values" if latest_search_values else "the preset's values"
+        lines.done("search", f"skipped (search_samples=0), training takes {taken}")
     best = searched.best_params if searched else latest_search_values
     config = _training_config(base, best, train_steps)
 
@@ -90,16 +98,21 @@ def gan_pipeline(
     run_name = f"{name}-{data.version}-{key}"
     if (record := stages.finished(f"train-{key}")) is not None:
         trained = TrainResult.from_dict(record)
+        lines.done("train", f"as recorded, run {run_name}")
     else:
         trained = steps.train(config, run_name, scaling)
         stages.record(f"train-{key}", trained.to_dict())
+        lines.done("train", f"run {run_name}, {trained.steps} steps")
     evaluation = stages.finished(f"evaluate-{key}") or stages.record(
         f"evaluate-{key}", steps.evaluate(trained.model_uri, bootstrap)
     )
+    lines.done("evaluate", _headline(evaluation["metrics"]))
     version = (stages.finished(f"register-{key}") or stages.record(
         f"register-{key}", {"version": steps.register(model_name, trained, evaluation["metrics"])}
     ))["version"]  # fmt: skip
+    lines.done("register", f"{model_name} version {version}")
     decision = steps.promote(model_name, version, margin, bootstrap)
+    lines.done("promote", "now the champion" if decision.promoted else decision.reason)
 
     summary = {
         "name": name,
@@ -120,6 +133,21 @@ def gan_pipeline(
     create_markdown_artifact(markdown, key=_artifact_key(name), description=f"gan-pipeline {name}")
     logger.info("pipeline %s finished: %s v%s, %s", name, model_name, version, decision.reason)
     return summary
+
+
+def _searched(search: steps.SearchSummary) -> str:
+    return f"{search.trials} trials, {search.stopped_early} stopped early, best objective {search.best_objective:.4g}"
+
+
+HEADLINE_METRICS = ("frechet_distance", "translation_accuracy", "modes")  # what each kind of data ranks by
+
+
+def _headline(metrics: dict[str, dict[str, float]]) -> str:
+    """The metric a generator of this data is ranked by, with its interval: `frechet_distance 3.1 [2.9, 3.4]`."""
+    name = next((m for m in HEADLINE_METRICS if m in metrics), next(iter(metrics)))
+    value = metrics[name]
+    interval = f" [{value['ci_low']:.3g}, {value['ci_high']:.3g}]" if "ci_low" in value else ""
+    return f"{name} {value['value']:.4g}{interval}"
 
 
 def _search_key(search_base: ExperimentConfig, options: SearchOptions) -> str:

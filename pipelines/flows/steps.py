@@ -101,7 +101,7 @@ def register(model_name: str, trained: TrainResult, report: dict[str, Any]) -> s
     config_flat = {**client.get_run(run_id).data.params, "train.steps": trained.steps}
     card = model_card(model_name, run_name, config_flat, tags, report, "samples/final.png")
     client.log_text(run_id, card, "model_card.md")
-    return register_generator(client, model_name, trained.model_uri, run_id, run_name, tags, report, _log)
+    return register_generator(client, model_name, trained.model_uri, run_id, run_name, tags, report, _log, card)
 
 
 @task(name="promote", **STEP)

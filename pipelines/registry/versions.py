@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +24,10 @@ def register_generator(
     tags: dict[str, str],
     report: dict[str, Any],
     log: Callable[[str], None] = print,
+    card: str = "",
 ) -> str:
-    """Register the generator of training run `run_id` once: a repeated call returns the same version."""
+    """Register the generator of training run `run_id` once: a repeated call returns the same
+    version. The model `card` (Markdown) becomes the version's description."""
     existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
         version = max(existing, key=lambda v: int(v.version)).version
@@ -32,6 +36,8 @@ def register_generator(
     lineage = {**tags, "training.run_id": run_id, "training.run_name": run_name}
     lineage.update({f"metric.{k}": f"{v['value']:.6g}" for k, v in report.items()})
     version = register_version(client, name, model_uri, lineage)
+    if card:
+        client.update_model_version(name, version, description=card_for_model_page(card, run_id))
     log(f"registered {name} version {version} (alias {CHALLENGER})")
     return version
 
@@ -44,6 +50,18 @@ def register_version(client: MlflowClient, name: str, model_uri: str, tags: dict
     version = mlflow.register_model(model_uri, name, tags=tags, await_registration_for=120)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return version.version
+
+
+def card_for_model_page(card: str, run_id: str) -> str:
+    """The card as MLflow's model version page shows it (Markdown, rendered): its pictures, paths
+    among the run's artifacts, become the tracking server's artifact URLs. They are written
+    relative to the page, so they hold behind any host name or proxy."""
+
+    def served(match: re.Match) -> str:
+        query = urllib.parse.urlencode({"path": match.group(2), "run_uuid": run_id})
+        return f"![{match.group(1)}](get-artifact?{query})"
+
+    return re.sub(r"!\[([^]]*)\]\(([^)]+)\)", served, card)
 
 
 def model_card(name: str, run_name: str, config_flat: dict, tags: dict[str, str], report: dict, picture: str) -> str:

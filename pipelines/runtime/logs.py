@@ -12,7 +12,9 @@ if a name moves, the lines come back and nothing else changes.
 - Ray Train's controller logs every worker-group startup timeout (a busy cluster: it asks again
   every RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S) twice with a traceback; here one line says what
   is waited for. A timeout that ends the run keeps its story.
-- Ray Train logs every `ray.train.report` with the whole report (500+ characters per checkpoint).
+- Ray Train logs every `ray.train.report` with the whole report (500+ characters per checkpoint),
+  and every checkpoint's storage path (200+ characters; the run's checkpoints are listed by
+  `ganpipe` where they matter: resume, the run's summary).
 - Ray's C++ core prints an error-level line about Ray Train's own preemption watcher actor in
   every run, which no user can act on.
 """
@@ -27,6 +29,7 @@ PREFECT_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.eng
 RAY_CONTROLLER_LOGGER = "ray.train.v2._internal.execution.controller.controller"
 RAY_FAILURE_POLICY_LOGGER = "ray.train.v2._internal.execution.failure_handling.default"
 RAY_REPORT_LOGGER_MODULE = "ray.train.v2._internal.execution.context"  # its logger is named after the file
+RAY_STORAGE_LOGGER = "ray.train.v2._internal.execution.storage"
 RAY_SKIP_REGEX = "RAY_DEDUP_LOGS_SKIP_REGEX"  # read as Ray is imported
 PREEMPTION_WATCHER_LINE = r"core_worker\.cc:\d+: Actor with class name: 'PreemptionWatcher' .*object store"
 RAY_SETUP_HOOK = f"{__name__}.ray_worker_setup"
@@ -84,20 +87,25 @@ class StartupTimeoutInOneLine(logging.Filter):
         return True
 
 
-class WithoutReportLines(logging.Filter):
+class WithoutLinesStartingWith(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Reporting training result")
+        return not str(record.msg).startswith(self.prefix)
 
 
 def ray_worker_setup() -> None:
     """Every Ray worker process of the job runs this as it starts (cluster/job_env.py)."""
     for name in (RAY_CONTROLLER_LOGGER, RAY_FAILURE_POLICY_LOGGER):
         add_filter_once(name, StartupTimeoutInOneLine())
+    add_filter_once(RAY_STORAGE_LOGGER, WithoutLinesStartingWith("Checkpoint successfully created"))
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # a Ray without it: the lines stay
         return
-    add_filter_once(context.__file__, WithoutReportLines())
+    add_filter_once(context.__file__, WithoutLinesStartingWith("Reporting training result"))
 
 
 def skip_ray_internal_lines() -> None:

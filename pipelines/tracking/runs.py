@@ -156,6 +156,28 @@ def log_image(client: MlflowClient, run_id: str, image, artifact_path: str) -> N
     log_file_bytes(client, run_id, png_bytes(image), artifact_path)
 
 
+def log_step_image(client: MlflowClient, run_id: str, data: bytes, key: str, step: int) -> None:
+    """PNG `data` as the image `key` of `step` (MLflow keeps it under images/, with a preview)."""
+    from PIL import Image
+
+    client.log_image(run_id, Image.open(io.BytesIO(data)), key=key, step=step, synchronous=True)
+
+
+def step_images(client: MlflowClient, run_id: str, key: str) -> dict[int, str]:
+    """The artifact paths of `key`'s images by step, as `log_step_image` left them.
+
+    MLflow has no call that lists them: its UI reads the file names, which spell
+    `{key}+step+{step}+timestamp+...`, and so does this (the first image of a step wins:
+    a resent image after an outage is the same picture)."""
+    found: dict[int, str] = {}
+    for info in client.list_artifacts(run_id, "images"):
+        name = info.path.rsplit("/", 1)[-1]
+        parts = name.split("+")
+        if len(parts) > 2 and parts[0] == key and parts[1] == "step" and name.endswith(".png"):
+            found.setdefault(int(parts[2]), info.path)
+    return dict(sorted(found.items()))
+
+
 def log_file_bytes(client: MlflowClient, run_id: str, data: bytes, artifact_path: str) -> None:
     """`data` as the artifact `artifact_path` (e.g. samples/final.png) of the run."""
     folder_name, _, file_name = artifact_path.rpartition("/")

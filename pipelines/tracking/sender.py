@@ -24,7 +24,7 @@ from typing import Any
 
 from pipelines.runtime.faults import first_line, is_transient
 from pipelines.runtime.waiting import FIRST_RETRY_S, next_pause
-from pipelines.tracking.runs import log_file_bytes, log_metrics, png_bytes
+from pipelines.tracking.runs import log_metrics, log_step_image, png_bytes
 
 # MLflow's own HTTP retries, for the processes that send through a TrackingQueue: one quick try
 # per call, so that urllib3 does not retry a down server for minutes inside the queue's own wait
@@ -50,15 +50,18 @@ class MetricsRecord:
 
 
 @dataclass(frozen=True)
-class ArtifactRecord:
-    artifact_path: str  # e.g. samples/frames/step-000200.png
-    data: bytes
+class StepImageRecord:
+    """A picture of one step under `key`: MLflow's UI shows a key's images with a step slider."""
+
+    key: str  # e.g. samples
+    step: int
+    data: bytes  # PNG
 
     def describe(self) -> str:
-        return f"artifact {self.artifact_path}"
+        return f"image {self.key} of step {self.step}"
 
 
-Record = MetricsRecord | ArtifactRecord
+Record = MetricsRecord | StepImageRecord
 
 
 def send(client: Any, run_id: str, record: Record) -> None:
@@ -66,7 +69,7 @@ def send(client: Any, run_id: str, record: Record) -> None:
     if isinstance(record, MetricsRecord):
         log_metrics(client, run_id, record.values, record.step, record.timestamp_ms)
     else:
-        log_file_bytes(client, run_id, record.data, record.artifact_path)
+        log_step_image(client, run_id, record.data, record.key, record.step)
 
 
 def quick_failing_http() -> None:
@@ -100,8 +103,8 @@ class TrackingQueue:
         """`values` at `step`, stamped now (the time they were made, not the time they arrive)."""
         self._put(MetricsRecord(step, int(time.time() * 1000), {k: float(v) for k, v in values.items()}))
 
-    def log_image(self, image: Any, artifact_path: str) -> None:
-        self._put(ArtifactRecord(artifact_path, png_bytes(image)))
+    def log_step_image(self, image: Any, key: str, step: int) -> None:
+        self._put(StepImageRecord(key, step, png_bytes(image)))
 
     def resend(self, backlog: list[dict[str, Any]]) -> None:
         """Queue again the metrics a checkpoint carried (`backlog`), before anything newer."""

@@ -59,7 +59,7 @@ def publish_generator(
 
     report = evaluator.evaluate(generator, bootstrap=bootstrap)
     runs.log_report(client, run.run_id, report, run.step, prefix="eval/")
-    picture = sample_picture(generator, evaluator.dataset, run.config.eval.seed, run.run_name)
+    picture = sample_picture(generator, evaluator.dataset, run.config.eval.seed, f"{run.run_name}, step {run.step}")
     runs.log_image(client, run.run_id, picture, FINAL_PICTURE)
     log_training_gif(client, settings.tracking_uri, run.run_id)
     log_training_curves(client, run)
@@ -70,7 +70,9 @@ def publish_generator(
         model_uri = log_generator_model(generator, run.config).model_uri
     version = None
     if register_as:
-        version = register_generator(client, register_as, model_uri, run.run_id, run.run_name, run.tags, report, log)
+        version = register_generator(
+            client, register_as, model_uri, run.run_id, run.run_name, run.tags, report, log, card
+        )
     return Published(model_uri, version, report)
 
 
@@ -79,15 +81,17 @@ def log_training_gif(client: Any, tracking_uri: str, run_id: str) -> None:
     import mlflow
     from PIL import Image
 
-    if not client.list_artifacts(run_id, FRAMES):
+    frames = runs.step_images(client, run_id, FRAMES)
+    if not frames:
         return
     with tempfile.TemporaryDirectory() as folder:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=FRAMES, dst_path=folder, tracking_uri=tracking_uri
-        )
-        frames = [Image.open(path).convert("RGB") for path in sorted(Path(local).glob("step-*.png"))]
-        if frames:
-            client.log_artifact(run_id, str(save_gif(frames, Path(folder) / "training.gif")), "samples")
+        pictures = []
+        for path in frames.values():
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=folder, tracking_uri=tracking_uri
+            )
+            pictures.append(Image.open(local).convert("RGB"))
+        client.log_artifact(run_id, str(save_gif(pictures, Path(folder) / "training.gif")), "samples")
 
 
 def log_training_curves(client: Any, run: TrainedRun) -> None:

@@ -15,13 +15,12 @@ import psutil
 import torch
 
 from gan_core.data import Dataset
-from gan_core.outputs import training_picture
-from gan_core.pictures import labelled
+from gan_core.outputs import frame_title, training_picture
 from gan_core.training import Hook, TrainState, save_checkpoint
 from pipelines.settings import TRACKING_WAIT_S
 
 CHECKPOINT_FILE = "state.pt"
-FRAMES = "samples/frames"  # MLflow artifact folder of the per-step sample pictures
+FRAMES = "training_samples"  # the MLflow image key of the per-step sample pictures (a step slider in the UI)
 # A checkpoint's `extra` entry for the metrics that had not reached MLflow when it was written.
 TRACKING_BACKLOG = "tracking_backlog"
 UPLOAD_WAIT_WORTH_LOGGING_S = 1.0
@@ -85,8 +84,8 @@ class RayReporter(Hook):
         if self.tracking is None or self.dataset is None:
             return
 
-        picture = labelled(training_picture(samples, state, self.dataset, f"step {step}"), f"step {step}")
-        self.tracking.log_image(picture, f"{FRAMES}/step-{step:06d}.png")
+        picture = training_picture(samples, state, self.dataset, frame_title(state, step))
+        self.tracking.log_step_image(picture, FRAMES, step)
 
     def on_checkpoint(self, step: int, checkpoint: dict[str, Any], state: TrainState) -> None:
         metrics = {"step": step, **{k: v for k, v in self._last_metrics.items() if isinstance(v, int | float)}}

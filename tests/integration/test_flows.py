@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -170,6 +171,10 @@ def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
     assert Path(summary["outputs"]["final"]).is_file() and Path(summary["outputs"]["training"]).is_file()
     stages = bucket_keys(f"runs-{pipeline_env.home.name}/pipelines/e2e/")
     assert {Path(k).name.split("-")[0] for k in stages} >= {"search", "train", "evaluate", "register"}
+    _opens_on_training(client, pipeline_env.experiment, summary["run_id"], card)
+    page = client.get_model_version("e2e-generator", "1").description  # the card, rendered on the model's page
+    picture = f"(get-artifact?path=samples%2Ffinal.png&run_uuid={summary['run_id']})"
+    assert page.startswith("# e2e-generator") and picture in page
 
     runs_before = len(client.search_runs([client.get_experiment_by_name(pipeline_env.experiment).experiment_id]))
     again = gan_pipeline(**params)
@@ -177,6 +182,20 @@ def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
     runs_after = len(client.search_runs([client.get_experiment_by_name(pipeline_env.experiment).experiment_id]))
     assert runs_after == runs_before  # nothing trained, evaluated or decided twice
     assert len(client.search_model_versions("name='e2e-generator'")) == 1
+
+
+def _opens_on_training(client: MlflowClient, experiment_name: str, run_id: str, card: str) -> None:
+    """What MLflow's UI shows of the pipeline: an experiment of model training (not GenAI's traces),
+    a run with training curves and no one-point reference charts, a card whose picture is there."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    run = client.get_run(run_id)
+    assert len(client.get_metric_history(run_id, "d_loss")) > 1
+    assert not [key for key in run.data.metrics if key.endswith(("_real", "_matched"))]
+    pictures = {a.path for a in client.list_artifacts(run_id, "samples")}
+    assert {"samples/curves.png", "samples/training.gif"} <= pictures
+    shown = re.findall(r"!\[[^]]*\]\(([^)]+)\)", card)
+    assert shown and set(shown) <= pictures, (shown, pictures)
 
 
 def test_training_workers_the_cluster_cannot_hold_are_refused_before_the_search(pipeline_env):

@@ -21,7 +21,9 @@ from mlflow.tracking import MlflowClient
 from gan_core.config import ConfigError, load_config, preset_path
 from gan_core.training import NonFiniteLossError, load_checkpoint
 from pipelines.storage.location import Storage, StorageError
+from pipelines.tracking.runs import step_images
 from pipelines.train.driver import train_distributed
+from pipelines.train.reporter import FRAMES
 from pipelines.train.scaling import Scaling
 from tests.integration.conftest import bucket_keys
 from tests.support.crashes import CrashOnce
@@ -72,7 +74,8 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     assert [s for s, _ in spread] == list(range(1, 101)) and all(v == 0.0 for _, v in spread)
     # The pictures `--local` writes, from a Ray run too.
     pictures = {a.path for a in client.list_artifacts(result.run_id, "samples")}
-    assert {"samples/final.png", "samples/curves.png"} <= pictures, pictures
+    assert {"samples/final.png", "samples/curves.png", "samples/training.gif"} <= pictures, pictures
+    assert list(step_images(client, result.run_id, FRAMES))  # the frames, with a step slider in the UI
     # The model's artifacts live in the bucket, behind the MLflow server; it loads and generates.
     assert any(k.startswith("mlflow/") for k in bucket_keys("mlflow/"))
     mlflow.set_tracking_uri(settings.tracking_uri)

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from pipelines.tracking.runs import step_images
 from pipelines.tracking.sender import TrackingQueue
 from pipelines.train.publish import resend_backlog
 from tests.integration.services import free_port, mlflow_server
@@ -37,7 +38,7 @@ def test_metrics_made_while_mlflow_restarts_arrive_in_order_once(tmp_path: Path,
     started = time.monotonic()
     for step in (2, 3):
         queue.log_metrics(step, {"d_loss": float(step)})
-    queue.log_image(Image.new("RGB", (8, 8), "blue"), "samples/frames/step-000003.png")
+    queue.log_step_image(Image.new("RGB", (8, 8), "blue"), "training_samples", 3)
     assert time.monotonic() - started < 1.0
     time.sleep(3)
     assert [r["step"] for r in queue.backlog()] == [2, 3]
@@ -47,7 +48,7 @@ def test_metrics_made_while_mlflow_restarts_arrive_in_order_once(tmp_path: Path,
         assert queue.close(wait_s=120) == 0
         history = client.get_metric_history(run_id, "d_loss")
         assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 2.0), (3, 3.0)]
-        assert [f.path for f in client.list_artifacts(run_id, "samples/frames")] == ["samples/frames/step-000003.png"]
+        assert list(step_images(client, run_id, "training_samples")) == [3]
         # The driver re-sending what a checkpoint held (already delivered here) adds no points.
         resend_backlog(client, run_id, {"extra": {"tracking_backlog": [r.to_dict() for r in _records(history)]}})
         assert len(client.get_metric_history(run_id, "d_loss")) == 3

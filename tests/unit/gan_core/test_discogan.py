@@ -17,7 +17,7 @@ from gan_core.local_run import train_local
 from gan_core.metrics import Evaluator, coverage_from_metrics, objective_of
 from gan_core.models import MODELS, Translator
 from gan_core.outputs import sample_picture
-from gan_core.pictures import translation_grid
+from gan_core.pictures import caption_height, translation_grid
 from gan_core.training import Hook, build_models, fit, generator_from_checkpoint
 from gan_core.training.state import build_state
 
@@ -243,8 +243,8 @@ def test_short_training_keeps_the_digit_and_lowers_reconstruction_error(tmp_path
         picture.verify()
         assert picture.format == "PNG"
     with Image.open(tmp_path / "run" / "samples.png") as picture:
-        # 48 held-out inputs, 8 groups a row: input | A->B | A->B->A, and a caption strip of 14 px.
-        assert picture.size == (8 * (3 * 32 + 2 + 3) + 3, 6 * (32 + 3) + 3 + 14)
+        # 48 held-out inputs, 8 groups a row: input | A->B | A->B->A, and a caption strip.
+        assert picture.size == (8 * (3 * 32 + 2 + 3) + 3, 6 * (32 + 3) + 3 + caption_height())
     assert (tmp_path / "run" / "training.gif").is_file()
 
 

@@ -88,8 +88,10 @@ def test_with_fewer_held_out_samples_each_metric_is_also_given_on_as_many_genera
         assert "matched" not in as_many[name]
     assert flatten_report(report)["coverage_matched"] == report["coverage"]["matched"]
     header, rule, *rows = metrics_table(report)
-    assert header.endswith("| real data | on as many samples as real data |") and rule.count("---") == 5
-    assert all(row.count("|") == 6 for row in rows)
+    assert header.endswith("| real data | on as many samples as real data |") and rule.count("---") == 6
+    assert all(row.count("|") == 7 for row in rows)
+    directions = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows}
+    assert directions["frechet_distance"] == "lower" and directions["coverage"] == "higher"
     assert "on as many" not in metrics_table(as_many)[0]
 
 

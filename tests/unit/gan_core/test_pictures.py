@@ -1,15 +1,34 @@
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from gan_core.pictures import image_grid, labelled, loss_curves, save_gif, scatter_plot
+from gan_core.pictures import (
+    MIN_GRID_WIDTH,
+    caption_height,
+    image_grid,
+    labelled,
+    loss_curves,
+    render_samples,
+    save_gif,
+    scatter_plot,
+)
 
 
-def test_grid_tiles_and_upscales_small_images():
+def test_grid_tiles_and_upscales_small_images_by_a_whole_factor_to_512_pixels():
     grid = image_grid(torch.rand(10, 1, 8, 8) * 2 - 1, columns=5)
-    assert grid.size == (5 * (32 + 1) + 1, 2 * (32 + 1) + 1)
+    tile = 8 * 13 + 1  # 5 columns of 8 px: 13 times is the least whole factor reaching 512
+    assert grid.size == (5 * tile + 1, 2 * tile + 1) and grid.width >= MIN_GRID_WIDTH
     assert grid.mode == "RGB"
+
+
+def test_a_titled_grid_has_its_title_above_the_tiles():
+    samples = torch.ones(10, 1, 28, 28)  # white tiles: the caption strip is the only dark band
+    plain, titled = render_samples(samples, columns=10), render_samples(samples, columns=10, title="run-1, step 400")
+    assert titled.size == (plain.width, plain.height + caption_height()) and plain.width >= MIN_GRID_WIDTH
+    strip = np.asarray(titled)[: caption_height()]
+    assert (strip > 200).any() and (strip < 40).mean() > 0.5  # light text on a dark strip
 
 
 def test_grid_maps_minus_one_to_black_and_one_to_white():
@@ -51,8 +70,9 @@ def test_a_conditional_generator_s_samples_show_one_class_per_column():
     picture = sample_picture(
         _ShadeOfItsClass(), SimpleNamespace(kind="images", modes=None, sigma=0.0, class_names=()), 0, ""
     )
-    tile = 32 + 1  # 8x8 upscaled to 32, one pixel apart
+    tile = 8 * 7 + 1  # 10 columns of 8x8, each upscaled 7 times (the grid reaches 512 px), one pixel apart
     assert picture.size == (10 * tile + 1, 7 * tile + 1)  # 70 samples: 7 whole rows of the 10 classes
     for row in range(7):
-        shades = [picture.getpixel((1 + column * tile + 16, 1 + row * tile + 16))[0] for column in range(10)]
+        centre = [(1 + column * tile + tile // 2, 1 + row * tile + tile // 2) for column in range(10)]
+        shades = [picture.getpixel(point)[0] for point in centre]
         assert shades == [round((c / 9 * 2 - 1 + 1) * 127.5) for c in range(10)], (row, shades)

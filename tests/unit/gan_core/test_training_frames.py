@@ -14,5 +14,5 @@ def test_a_conditional_frame_drops_the_ragged_last_row():
     state = SimpleNamespace(sampler=SimpleNamespace(num_classes=classes))
     dataset = SimpleNamespace(kind="images", modes=None, sigma=0.0, class_names=())
     picture = training_picture(fixed_samples, state, dataset)
-    tile = 32 + 1  # 8x8 upscaled to 32, one pixel apart
+    tile = 8 * 7 + 1  # 8x8 upscaled 7 times (ten columns reach 512 px), one pixel apart
     assert picture.size == (classes * tile + 1, 6 * tile + 1)  # 60 of the 64: six whole rows

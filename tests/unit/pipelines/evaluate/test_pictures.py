@@ -14,6 +14,7 @@ from PIL import Image
 import pipelines.flows.pipeline  # noqa: F401 - Prefect binds its log handlers at import (see test_cli.py)
 from gan_core.config import load_config, preset_path
 from gan_core.models import MODELS
+from gan_core.pictures import caption_height
 from pipelines.cli.main import main
 from pipelines.storage.datasets import load_for
 from pipelines.tracking.model import save_generator_model
@@ -49,7 +50,8 @@ def test_a_class_drawn_here_is_what_the_served_model_returns(served_cgan: Path, 
     request = pd.DataFrame({"count": [12], "seed": [5], "label": [7]})
     np.testing.assert_array_equal(drawn["samples"], mlflow.pyfunc.load_model(str(served_cgan)).predict(request))
     assert drawn["labels"].tolist() == [7] * 12
-    assert Image.open(picture).size == (4 * 33 + 1, 3 * 33 + 1)  # 4 columns of 8x8 tiles drawn at 32 px
+    tile = 8 * 16 + 1  # 4 columns of 8x8 tiles: 16 times reaches 512 px
+    assert Image.open(picture).size == (4 * tile + 1, 3 * tile + 1 + caption_height())  # titled: model, seed
 
 
 def test_cycling_classes_puts_one_class_in_each_column(served_cgan: Path, tmp_path: Path):
@@ -57,7 +59,8 @@ def test_cycling_classes_puts_one_class_in_each_column(served_cgan: Path, tmp_pa
     assert main(["sample", served_cgan.as_uri(), "--out", str(tmp_path / "all.png"), "--arrays", str(arrays)]) == 0
     labels = np.load(arrays)["labels"]
     assert labels.tolist() == [i % 10 for i in range(70)]  # 64 rounded up to whole rows of 10
-    assert Image.open(tmp_path / "all.png").size == (10 * 33 + 1, 7 * 33 + 1)
+    tile = 8 * 7 + 1
+    assert Image.open(tmp_path / "all.png").size == (10 * tile + 1, 7 * tile + 1 + caption_height())
 
 
 def test_points_and_translations_from_run_folders(tmp_path: Path, capsys):

@@ -32,4 +32,4 @@ def test_a_re_run_reports_the_figures_its_champion_was_promoted_on_and_the_searc
     }
     report = pipeline_report(_summary(decision, latest_search_values={"loss.r1_weight": 0.05}))
     assert "Version 1 is the champion: already the champion (promoted as the first champion" in report
-    assert "none this run; training used the latest search's best values: `{'loss.r1_weight': 0.05}`" in report
+    assert "none this run; training used the latest search's best values: `loss.r1_weight=0.05`" in report

@@ -16,8 +16,9 @@ from pipelines.runtime.logs import (
     RAY_CONTROLLER_LOGGER,
     RAY_FAILURE_POLICY_LOGGER,
     RAY_SKIP_REGEX,
+    RAY_STORAGE_LOGGER,
     StartupTimeoutInOneLine,
-    WithoutReportLines,
+    WithoutLinesStartingWith,
     ray_worker_setup,
     skip_ray_internal_lines,
 )
@@ -114,16 +115,19 @@ def test_the_driver_does_not_print_rays_preemption_watcher_line_and_keeps_a_user
     assert os.environ[RAY_SKIP_REGEX].count("PreemptionWatcher") == 1
 
 
-def test_ray_train_report_lines_are_hidden_and_its_other_lines_kept(caplog):
+def test_ray_train_report_and_checkpoint_lines_are_hidden_and_its_other_lines_kept(caplog):
     import logging
 
     from ray.train.v2._internal.execution import context
 
     ray_worker_setup()
     ray_worker_setup()  # twice: one filter is enough
-    ray_logger = logging.getLogger(context.__file__)
-    with caplog.at_level(logging.INFO, logger=context.__file__):
-        ray_logger.info("Reporting training result 1: TrainingReport(checkpoint=..., metrics={'step': 100})")
-        ray_logger.info("Checkpoint successfully created at: Checkpoint(path=/x)")
-    assert [r.getMessage() for r in caplog.records] == ["Checkpoint successfully created at: Checkpoint(path=/x)"]
-    assert sum(isinstance(f, WithoutReportLines) for f in ray_logger.filters) == 1
+    report_logger, storage_logger = logging.getLogger(context.__file__), logging.getLogger(RAY_STORAGE_LOGGER)
+    with caplog.at_level(logging.INFO):
+        report_logger.info("Reporting training result 1: TrainingReport(checkpoint=..., metrics={'step': 100})")
+        storage_logger.info("Checkpoint successfully created at: Checkpoint(path=/x)")
+        storage_logger.info("Deleting checkpoint_2026 (kept: 2)")
+        report_logger.warning("a warning")
+    assert [r.getMessage() for r in caplog.records] == ["Deleting checkpoint_2026 (kept: 2)", "a warning"]
+    assert sum(isinstance(f, WithoutLinesStartingWith) for f in report_logger.filters) == 1
+    assert sum(isinstance(f, WithoutLinesStartingWith) for f in storage_logger.filters) == 1
