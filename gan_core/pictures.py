@@ -5,6 +5,7 @@ Written with Pillow (and matplotlib for scatter plots), never torchvision.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ def with_column_names(grid: Image.Image, names: Sequence[str], pad: int = 1) -> 
     narrow for "ankle boot" written across it.
     """
     tile = (grid.width - pad) / len(names)
-    font = ImageFont.load_default(size=NAME_SIZE)
+    font = _font(NAME_SIZE)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     boxes = [probe.textbbox((0, 0), name, font=font) for name in names]
     depth = max(box[2] for box in boxes) + 2 * NAME_MARGIN
@@ -183,8 +184,14 @@ def labelled(image: Image.Image, text: str) -> Image.Image:
     strip = caption_height()
     out = Image.new("RGB", (image.width, image.height + strip), (20, 20, 20))
     out.paste(image, (0, strip))
-    ImageDraw.Draw(out).text((4, 3), text, fill=(230, 230, 230), font=ImageFont.load_default(size=CAPTION_SIZE))
+    ImageDraw.Draw(out).text((4, 3), text, fill=(230, 230, 230), font=_font(CAPTION_SIZE))
     return out
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's own font at `size` (its bitmap font where Pillow lacks FreeType), loaded once."""
+    return ImageFont.load_default(size=size)
 
 
 def caption_height() -> int:

@@ -53,7 +53,7 @@ class MetricsRecord:
 class StepImageRecord:
     """A picture of one step under `key`: MLflow's UI shows a key's images with a step slider."""
 
-    key: str  # e.g. samples
+    key: str  # e.g. training_samples
     step: int
     data: bytes  # PNG
 

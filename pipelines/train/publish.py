@@ -85,12 +85,11 @@ def log_training_gif(client: Any, tracking_uri: str, run_id: str) -> None:
     if not frames:
         return
     with tempfile.TemporaryDirectory() as folder:
-        pictures = []
-        for path in frames.values():
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, dst_path=folder, tracking_uri=tracking_uri
-            )
-            pictures.append(Image.open(local).convert("RGB"))
+        # One download of the images folder (MLflow fetches its files in parallel), not one per frame.
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="images", dst_path=folder, tracking_uri=tracking_uri
+        )
+        pictures = [Image.open(Path(folder) / path).convert("RGB") for path in frames.values()]
         client.log_artifact(run_id, str(save_gif(pictures, Path(folder) / "training.gif")), "samples")
 
 
