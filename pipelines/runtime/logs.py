@@ -29,7 +29,8 @@ PREFECT_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.eng
 RAY_CONTROLLER_LOGGER = "ray.train.v2._internal.execution.controller.controller"
 RAY_FAILURE_POLICY_LOGGER = "ray.train.v2._internal.execution.failure_handling.default"
 RAY_REPORT_LOGGER_MODULE = "ray.train.v2._internal.execution.context"  # its logger is named after the file
-RAY_STORAGE_LOGGER = "ray.train.v2._internal.execution.storage"
+# Ray Train's storage (its workers) and the older one that Ray Tune's trials still use.
+RAY_STORAGE_LOGGERS = ("ray.train.v2._internal.execution.storage", "ray.train._internal.storage")
 RAY_SKIP_REGEX = "RAY_DEDUP_LOGS_SKIP_REGEX"  # read as Ray is imported
 PREEMPTION_WATCHER_LINE = r"core_worker\.cc:\d+: Actor with class name: 'PreemptionWatcher' .*object store"
 RAY_SETUP_HOOK = f"{__name__}.ray_worker_setup"
@@ -100,7 +101,8 @@ def ray_worker_setup() -> None:
     """Every Ray worker process of the job runs this as it starts (cluster/job_env.py)."""
     for name in (RAY_CONTROLLER_LOGGER, RAY_FAILURE_POLICY_LOGGER):
         add_filter_once(name, StartupTimeoutInOneLine())
-    add_filter_once(RAY_STORAGE_LOGGER, WithoutLinesStartingWith("Checkpoint successfully created"))
+    for name in RAY_STORAGE_LOGGERS:
+        add_filter_once(name, WithoutLinesStartingWith("Checkpoint successfully created"))
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # a Ray without it: the lines stay

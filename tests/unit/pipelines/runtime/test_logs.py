@@ -16,7 +16,7 @@ from pipelines.runtime.logs import (
     RAY_CONTROLLER_LOGGER,
     RAY_FAILURE_POLICY_LOGGER,
     RAY_SKIP_REGEX,
-    RAY_STORAGE_LOGGER,
+    RAY_STORAGE_LOGGERS,
     StartupTimeoutInOneLine,
     WithoutLinesStartingWith,
     ray_worker_setup,
@@ -122,7 +122,7 @@ def test_ray_train_report_and_checkpoint_lines_are_hidden_and_its_other_lines_ke
 
     ray_worker_setup()
     ray_worker_setup()  # twice: one filter is enough
-    report_logger, storage_logger = logging.getLogger(context.__file__), logging.getLogger(RAY_STORAGE_LOGGER)
+    report_logger, storage_logger = logging.getLogger(context.__file__), logging.getLogger(RAY_STORAGE_LOGGERS[0])
     with caplog.at_level(logging.INFO):
         report_logger.info("Reporting training result 1: TrainingReport(checkpoint=..., metrics={'step': 100})")
         storage_logger.info("Checkpoint successfully created at: Checkpoint(path=/x)")
