@@ -11,7 +11,6 @@ in their own columns, so that what truncation adds is never hidden.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
@@ -322,7 +321,28 @@ def _logged(run: Run, label: str, log: Callable[[str], None]) -> Run:
     return run
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
+@dataclass(frozen=True)
+class QualityOptions:
+    """What one `ganpipe bench quality` asks for; the defaults are the command's."""
+
+    seeds: int = 5
+    first_seed: int = 0
+    steps: int | None = None
+    benches: tuple[str, ...] = ()  # none: ring and grid, plus stacked with `stacked`
+    preset: str | None = None
+    overrides: tuple[str, ...] = ()
+    stacked: bool = False
+    stacked_seeds: int | None = None
+    ablation: bool = False
+    threads: int = 1
+    jobs: int = 2
+    quick: bool = False
+    cache: str = "runs/.cache"
+    jsonl: str | None = None
+    pictures: str | None = None
+
+
+def run(args: QualityOptions, log: Callable[[str], None] = print) -> int:
     names = args.benches or (["ring", "grid"] + (["stacked"] if args.stacked else []))
     lines: list[dict[str, object]] = []
     for name in names:
@@ -367,7 +387,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     return 0
 
 
-def _check_same_data(bench: Benchmark, preset: str, overrides: list[str]) -> None:
+def _check_same_data(bench: Benchmark, preset: str, overrides: Sequence[str]) -> None:
     """A benchmark's metrics exist only for its own dataset (a digits preset on ring ended in KeyError)."""
     wanted = load_config(preset_path(bench.preset)).data.name
     given = load_config(preset_path(preset), overrides).data.name

@@ -1,1 +1,2 @@
-"""`ganpipe`: one module per command group; `main` parses and turns errors into one line."""
+"""`ganpipe`: a Typer app (app.py) of one module per command group; `main` runs it, and a command
+ends on a known error with one line (commands.py, errors.py)."""

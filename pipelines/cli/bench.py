@@ -2,63 +2,73 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Annotated
 
-from pipelines.benchmarks.quality import BENCHMARKS, run
-from pipelines.cli.options import HelpFormatter, at_least
+import typer
 
+from pipelines.benchmarks.quality import BENCHMARKS, QualityOptions, run
+from pipelines.cli.commands import BENCHMARKS as PANEL
+from pipelines.cli.commands import add
+from pipelines.cli.options import integer_option, one_of
 
-def add_commands(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="run a benchmark and print its table", formatter_class=HelpFormatter)
-    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    quality = benches.add_parser(
-        "quality",
-        help="modes / high-quality / KL on ring, grid (and stacked digits) over seeds, beside published rows",
-        formatter_class=HelpFormatter,
-    )
-    add_quality_arguments(quality)
-    quality.set_defaults(handler=cmd_quality)
+DEFAULT = QualityOptions()
+QUALITY_HELP = "modes / high-quality / KL on ring, grid (and stacked digits) over seeds, beside published rows"
 
 
-def cmd_quality(args: argparse.Namespace) -> int:
-    return run(args)
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(no_args_is_help=True)
+    add(bench, "quality", quality, help=QUALITY_HELP, path="bench quality")
+    app.add_typer(bench, name="bench", help="run a benchmark and print its table", rich_help_panel=PANEL)
 
 
-def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=at_least(1), default=5, help="seeds per benchmark (from --first-seed)")
-    parser.add_argument(
-        "--first-seed",
-        type=at_least(0),
-        default=0,
-        help="first seed (to add seeds to a measurement without repeating it)",
-    )
-    parser.add_argument("--steps", type=at_least(1), default=None, help="override train.steps of every preset")
-    parser.add_argument(
-        "--bench",
-        dest="benches",
-        action="append",
-        choices=sorted(BENCHMARKS),
-        default=None,
-        help="benchmark to run (repeatable; default: ring and grid, plus stacked with --stacked)",
-    )
-    parser.add_argument("--preset", default=None, help="train this preset instead of the benchmark's own")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for every run (repeatable)")  # fmt: skip
-    parser.add_argument("--stacked", action="store_true", help="also stacked digits (1000 modes; slow on CPU)")
-    parser.add_argument(
-        "--stacked-seeds", type=at_least(1), default=None, help="seeds for stacked digits (default: --seeds)"
-    )
-    parser.add_argument("--ablation", action="store_true", help="run the ablation ladder instead of the preset alone")
-    parser.add_argument(
-        "--threads", type=at_least(1), default=1, help="torch CPU threads per run (1: small MLPs gain little from more)"
-    )
-    parser.add_argument(
-        "--jobs", type=at_least(1), default=2, help="seeds trained at once, each in its own process (2 fills 2 cores)"
-    )
-    parser.add_argument("--quick", action="store_true", help="smoke mode: 2 seeds and a few hundred steps")
-    parser.add_argument("--cache", default="runs/.cache", help="where the digits classifier is cached")
-    parser.add_argument("--jsonl", default=None, help="also append the JSON lines to this file")
-    parser.add_argument(
-        "--pictures", default=None, metavar="DIR", help="save each run's samples here (truncated beside untruncated)"
-    )
+def quality(
+    seeds: Annotated[int, integer_option("--seeds", 1, "seeds per benchmark (from --first-seed)")] = DEFAULT.seeds,
+    first_seed: Annotated[
+        int, integer_option("--first-seed", 0, "first seed (to add seeds to a measurement without repeating it)")
+    ] = DEFAULT.first_seed,
+    steps: Annotated[int | None, integer_option("--steps", 1, "override train.steps of every preset")] = None,
+    benches: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bench",
+            parser=one_of(sorted(BENCHMARKS)),
+            metavar="|".join(sorted(BENCHMARKS)),
+            help="benchmark to run (repeatable; default: ring and grid, plus stacked with --stacked)",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="train this preset instead of the benchmark's own")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="config override for every run (repeatable)"),
+    ] = None,
+    stacked: Annotated[
+        bool, typer.Option("--stacked", help="also stacked digits (1000 modes; slow on CPU)")
+    ] = DEFAULT.stacked,
+    stacked_seeds: Annotated[
+        int | None, integer_option("--stacked-seeds", 1, "seeds for stacked digits (default: --seeds)")
+    ] = None,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="run the ablation ladder instead of the preset alone")
+    ] = DEFAULT.ablation,
+    threads: Annotated[
+        int, integer_option("--threads", 1, "torch CPU threads per run (1: small MLPs gain little from more)")
+    ] = DEFAULT.threads,
+    jobs: Annotated[
+        int, integer_option("--jobs", 1, "seeds trained at once, each in its own process (2 fills 2 cores)")
+    ] = DEFAULT.jobs,
+    quick: Annotated[bool, typer.Option("--quick", help="smoke mode: 2 seeds and a few hundred steps")] = DEFAULT.quick,
+    cache: Annotated[str, typer.Option("--cache", help="where the digits classifier is cached")] = DEFAULT.cache,
+    jsonl: Annotated[str | None, typer.Option("--jsonl", help="also append the JSON lines to this file")] = None,
+    pictures: Annotated[
+        str | None,
+        typer.Option("--pictures", metavar="DIR", help="save each run's samples here (truncated beside untruncated)"),
+    ] = None,
+) -> int:
+    options = QualityOptions(
+        seeds=seeds, first_seed=first_seed, steps=steps, benches=tuple(benches or ()), preset=preset,
+        overrides=tuple(overrides or ()), stacked=stacked, stacked_seeds=stacked_seeds, ablation=ablation,
+        threads=threads, jobs=jobs, quick=quick, cache=cache, jsonl=jsonl, pictures=pictures,
+    )  # fmt: skip
+    return run(options)

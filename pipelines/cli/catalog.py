@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import Annotated, Literal
 
-from pipelines.cli.options import HelpFormatter, add_config_options, resolve_config
+import typer
 
-LISTS = ("models", "losses", "datasets", "metrics", "presets", "spaces")
+from pipelines.cli.commands import CATALOG, add
+from pipelines.cli.options import ConfigChoice, ConfigFile, ModelName, Overrides, Preset
 
-
-def add_commands(commands: Any) -> None:
-    show = commands.add_parser("config", help="print the resolved config as YAML", formatter_class=HelpFormatter)
-    add_config_options(show)
-    show.set_defaults(handler=cmd_config)
-
-    listing = commands.add_parser(
-        "list", help="list models, losses, datasets, metrics, presets or search spaces", formatter_class=HelpFormatter
-    )
-    listing.add_argument("what", choices=LISTS)
-    listing.set_defaults(handler=cmd_list)
+Listable = Literal["models", "losses", "datasets", "metrics", "presets", "spaces"]
 
 
-def cmd_config(args: argparse.Namespace) -> int:
+def register(app: typer.Typer) -> None:
+    add(app, "config", show_config, help="print the resolved config as YAML", panel=CATALOG)
+    add(app, "list", list_names, help="list models, losses, datasets, metrics, presets or search spaces", panel=CATALOG)
+
+
+def show_config(preset: Preset = None, config: ConfigFile = None, model: ModelName = None,
+                overrides: Overrides = None) -> int:  # fmt: skip
     import yaml
 
-    print(yaml.safe_dump(resolve_config(args).to_dict(), sort_keys=False), end="")
+    resolved = ConfigChoice(preset, config, model, tuple(overrides or ())).resolve()
+    print(yaml.safe_dump(resolved.to_dict(), sort_keys=False), end="")
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    if args.what in ("presets", "spaces"):
+def list_names(what: Annotated[Listable, typer.Argument(help="what to list")]) -> int:
+    if what in ("presets", "spaces"):
         from gan_core.config import preset_names
         from pipelines.tune.space import shipped_spaces
 
-        for name in preset_names() if args.what == "presets" else shipped_spaces():
+        for name in preset_names() if what == "presets" else shipped_spaces():
             print(name)
         return 0
     from gan_core.data import DATASETS
@@ -42,7 +39,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from gan_core.metrics import METRICS
     from gan_core.models import MODELS
 
-    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "metrics": METRICS}[args.what]
+    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "metrics": METRICS}[what]
     width = max(len(n) for n in registry.names())
     for name, description in registry.describe().items():
         print(f"{name:<{width}}  {description}")

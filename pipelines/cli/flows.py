@@ -1,8 +1,7 @@
-"""`ganpipe prepare | pipeline | deploy`: the Prefect side of the command line."""
+"""`ganpipe pipeline | prepare | deploy`: the Prefect side of the command line."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import inspect
 import json
@@ -10,112 +9,149 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import typer
+
+from pipelines.cli.commands import PIPELINE, add
 from pipelines.cli.errors import reported_in_one_line
-from pipelines.cli.options import CPUS_DEFAULT, HelpFormatter, at_least, non_negative, run_name
+from pipelines.cli.options import CPUS_DEFAULT, integer_option, name_option, number_option
 from pipelines.cli.shell import runnable
 from pipelines.runtime.logs import WithoutTraceback
 from pipelines.tracking.server import without_credentials
 
-FORMATTER = HelpFormatter
+Scheduler = Literal["asha", "pbt", "fifo"]
+NTrain = Annotated[int, integer_option("--n-train", 100, "samples drawn for the 2-D mixtures")]
 
 
-def add_commands(commands: Any) -> None:
-    prepare = commands.add_parser(
-        "prepare", help="validate a source and store a versioned dataset", formatter_class=FORMATTER
-    )
-    prepare.add_argument("source", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
-    prepare.add_argument(
-        "--root",
-        default="",
-        help="IDX folder (path or s3://): needed for mnist; fashion-mnist defaults to Debian's folder",
-    )
-    prepare.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
-    prepare.add_argument("--seed", type=at_least(0), default=0, help="seed of the draw and of the train/test split")
-    prepare.set_defaults(handler=cmd_prepare)
-
-    pipeline = commands.add_parser(
-        "pipeline", help="run gan-pipeline: prepare, search, train, evaluate, register, promote",
-        formatter_class=FORMATTER,
-    )  # fmt: skip
-    pipeline.add_argument(
-        "--name", type=run_name, default="digits", help="pipeline name; a re-run with it reuses finished steps"
-    )
-    pipeline.add_argument("--preset", default="digits-cgan", help="config the search and training start from")
-    pipeline.add_argument("--source", default="digits", help="dataset to prepare (see `ganpipe prepare`)")
-    pipeline.add_argument(
-        "--source-root",
-        default="",
-        help="IDX folder or s3:// prefix for mnist (needed) or fashion-mnist (default: Debian's folder)",
-    )
-    pipeline.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                          help="config override (repeatable)")  # fmt: skip
-    pipeline.add_argument("--space", default="digits", help="search space: shipped (ganpipe list spaces) or YAML")
-    pipeline.add_argument("--search-samples", type=at_least(0), default=4, help="search trials (0 skips the search)")
-    pipeline.add_argument("--search-steps", type=at_least(1), default=600, help="training steps per trial")
-    pipeline.add_argument("--scheduler", choices=["asha", "pbt", "fifo"], default="asha", help="search scheduler")
-    pipeline.add_argument(
-        "--train-steps", type=at_least(1), default=None, help="steps of the final training (default: preset)"
-    )
-    pipeline.add_argument("--workers", type=at_least(1), default=1, help="Ray Train workers for the final training")
-    pipeline.add_argument(
-        "--cpus-per-worker",
-        type=non_negative,
-        default=None,
-        help=f"CPUs per training worker, its torch threads ({CPUS_DEFAULT})",
-    )
-    pipeline.add_argument("--gpus-per-worker", type=non_negative, default=0.0, help="GPUs per training worker")
-    pipeline.add_argument("--model", default=None, help="registered model name (default: NAME-generator)")
-    pipeline.add_argument("--margin", type=float, default=0.0, help="promotion margin on the objective")
-    pipeline.add_argument("--bootstrap", type=at_least(0), default=100, help="bootstrap resamples for intervals")
-    pipeline.add_argument("--n-train", type=at_least(100), default=100_000, help="samples drawn for the 2-D mixtures")
-    pipeline.set_defaults(handler=cmd_pipeline)
-
-    deploy = commands.add_parser("deploy", help="create the scheduled Prefect deployments", formatter_class=FORMATTER)
-    deploy.add_argument(
-        "--pool", default=None, help="process work pool (default: $GANPIPE_WORK_POOL or ganpipe-process)"
-    )
-    deploy.add_argument("--nightly-cron", default="0 2 * * *", help="cron (UTC) of nightly-train")
-    deploy.add_argument("--weekly-cron", default="0 3 * * 6", help="cron (UTC) of weekly-search")
-    deploy.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=JSON",
-                        help="gan-pipeline parameter for both deployments, e.g. --param preset='\"ring\"'")  # fmt: skip
-    deploy.set_defaults(handler=cmd_deploy)
+def register(app: typer.Typer) -> None:
+    add(app, "pipeline", pipeline, panel=PIPELINE,
+        help="run gan-pipeline: prepare, search, train, evaluate, register, promote")  # fmt: skip
+    add(app, "prepare", prepare, help="validate a source and store a versioned dataset", panel=PIPELINE)
+    add(app, "deploy", deploy, help="create the scheduled Prefect deployments", panel=PIPELINE)
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipelines.flows.prepare import prepare
+def prepare(
+    source: Annotated[
+        str, typer.Argument(metavar="SOURCE", help="a dataset name: digits, ring, grid, mnist, fashion-mnist")
+    ],
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root", help="IDX folder (path or s3://): needed for mnist; fashion-mnist defaults to Debian's folder"
+        ),
+    ] = "",
+    n_train: NTrain = 100_000,
+    seed: Annotated[int, integer_option("--seed", 0, "seed of the draw and of the train/test split")] = 0,
+) -> int:
+    from pipelines.flows.prepare import prepare as prepare_flow
     from pipelines.flows.server import start_ephemeral_server_deaf_to_ctrl_c
 
-    _check_source(args.source, args.root, "--root")  # before Prefect starts: one line, not its traceback
+    _check_source(source, root, "--root")  # before Prefect starts: one line, not its traceback
     start_ephemeral_server_deaf_to_ctrl_c()
 
     with prefect_logs_without_tracebacks_of_one_line_errors():
-        version = prepare(args.source, args.root, args.n_train, args.seed)
+        version = prepare_flow(source, root, n_train, seed)
     print(json.dumps({"name": version.name, "version": version.version, "uri": version.uri,
                       "reused": version.reused, "statistics": version.manifest["statistics"]}, indent=2))  # fmt: skip
     return 0
 
 
-def cmd_pipeline(args: argparse.Namespace) -> int:
+def pipeline(
+    name: Annotated[str, name_option("--name", "pipeline name; a re-run with it reuses finished steps")] = "digits",
+    preset: Annotated[str, typer.Option("--preset", help="config the search and training start from")] = "digits-cgan",
+    source: Annotated[str, typer.Option("--source", help="dataset to prepare (see `ganpipe prepare`)")] = "digits",
+    source_root: Annotated[
+        str,
+        typer.Option(
+            "--source-root",
+            help="IDX folder or s3:// prefix for mnist (needed) or fashion-mnist (default: Debian's folder)",
+        ),
+    ] = "",
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="config override (repeatable)")
+    ] = None,
+    space: Annotated[
+        str, typer.Option("--space", help="search space: shipped (ganpipe list spaces) or YAML")
+    ] = "digits",
+    search_samples: Annotated[int, integer_option("--search-samples", 0, "search trials (0 skips the search)")] = 4,
+    search_steps: Annotated[int, integer_option("--search-steps", 1, "training steps per trial")] = 600,
+    scheduler: Annotated[Scheduler, typer.Option("--scheduler", help="search scheduler")] = "asha",
+    train_steps: Annotated[
+        int | None, integer_option("--train-steps", 1, "steps of the final training (default: preset)")
+    ] = None,
+    workers: Annotated[int, integer_option("--workers", 1, "Ray Train workers for the final training")] = 1,
+    cpus_per_worker: Annotated[
+        float | None,
+        number_option("--cpus-per-worker", f"CPUs per training worker, its torch threads ({CPUS_DEFAULT})"),
+    ] = None,
+    gpus_per_worker: Annotated[float, number_option("--gpus-per-worker", "GPUs per training worker")] = 0.0,
+    model: Annotated[
+        str | None, typer.Option("--model", help="registered model name (default: NAME-generator)")
+    ] = None,
+    margin: Annotated[float, typer.Option("--margin", help="promotion margin on the objective")] = 0.0,
+    bootstrap: Annotated[int, integer_option("--bootstrap", 0, "bootstrap resamples for intervals")] = 100,
+    n_train: NTrain = 100_000,
+) -> int:
     from pipelines.flows.pipeline import gan_pipeline
     from pipelines.flows.server import start_ephemeral_server_deaf_to_ctrl_c
     from pipelines.settings import Settings
 
-    _check_source(args.source, args.source_root, "--source-root")
+    _check_source(source, source_root, "--source-root")
     start_ephemeral_server_deaf_to_ctrl_c()
 
     with prefect_logs_without_tracebacks_of_one_line_errors():
         summary = gan_pipeline(
-            name=args.name, preset=args.preset, source=args.source, source_root=args.source_root,
-            overrides=args.overrides, search_space=args.space, search_samples=args.search_samples,
-            search_steps=args.search_steps, search_scheduler=args.scheduler, train_steps=args.train_steps,
-            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-            model_name=args.model, margin=args.margin,
-            bootstrap=args.bootstrap, n_train=args.n_train,
+            name=name, preset=preset, source=source, source_root=source_root,
+            overrides=list(overrides or ()), search_space=space, search_samples=search_samples,
+            search_steps=search_steps, search_scheduler=scheduler, train_steps=train_steps,
+            workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+            model_name=model, margin=margin, bootstrap=bootstrap, n_train=n_train,
         )  # fmt: skip
     _print_where(summary, Settings.from_env())
     return 0
+
+
+def deploy(
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="process work pool (default: $GANPIPE_WORK_POOL or ganpipe-process)")
+    ] = None,
+    nightly_cron: Annotated[str, typer.Option("--nightly-cron", help="cron (UTC) of nightly-train")] = "0 2 * * *",
+    weekly_cron: Annotated[str, typer.Option("--weekly-cron", help="cron (UTC) of weekly-search")] = "0 3 * * 6",
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="KEY=JSON",
+            help="gan-pipeline parameter for both deployments, e.g. --param preset='\"ring\"'",
+        ),
+    ] = None,
+) -> int:
+    from pipelines.flows.deploy import DEFAULT_POOL, schedules
+    from pipelines.flows.deploy import deploy as create
+
+    pool = pool or os.environ.get("GANPIPE_WORK_POOL", DEFAULT_POOL)
+    parameters = _parameters(params or [])
+    _check_deployment(parameters, {"--nightly-cron": nightly_cron, "--weekly-cron": weekly_cron})
+    ids = create(pool, schedules(nightly_cron, weekly_cron, parameters))
+    for deployment, deployment_id in ids.items():
+        print(f"{deployment}  {deployment_id}  (pool {pool})")
+    print(f"start a worker: prefect worker start --pool {pool} --type process", file=sys.stderr)
+    return 0
+
+
+def _parameters(items: list[str]) -> dict[str, Any]:
+    """--param KEY=JSON, each read as JSON."""
+    parameters = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            parameters[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"--param {item!r}: the value after '=' must be JSON (quote strings: key='\"text\"')"
+            ) from None
+    return parameters
 
 
 @contextlib.contextmanager
@@ -152,27 +188,6 @@ def _print_where(summary: dict[str, Any], settings) -> None:
         "and report)",
     ]
     print("\n".join(lines), file=sys.stderr)
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from pipelines.flows.deploy import DEFAULT_POOL, deploy, schedules
-
-    pool = args.pool or os.environ.get("GANPIPE_WORK_POOL", DEFAULT_POOL)
-    parameters = {}
-    for item in args.params:
-        key, _, value = item.partition("=")
-        try:
-            parameters[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError(
-                f"--param {item!r}: the value after '=' must be JSON (quote strings: key='\"text\"')"
-            ) from None
-    _check_deployment(parameters, {"--nightly-cron": args.nightly_cron, "--weekly-cron": args.weekly_cron})
-    ids = deploy(pool, schedules(args.nightly_cron, args.weekly_cron, parameters))
-    for name, deployment_id in ids.items():
-        print(f"{name}  {deployment_id}  (pool {pool})")
-    print(f"start a worker: prefect worker start --pool {pool} --type process", file=sys.stderr)
-    return 0
 
 
 def _check_deployment(parameters: dict[str, Any], crons: dict[str, str]) -> None:

@@ -1,37 +1,24 @@
 """`ganpipe`: the command line of the pipeline.
 
-Each command group lives in its own module and registers its subcommands here; heavy imports
-happen inside the commands, so that `ganpipe --help` and `ganpipe list` answer at once.
+Each command group lives in its own module and registers its commands on the Typer app (app.py);
+heavy imports happen inside the commands, so that `ganpipe --help` and `ganpipe list` answer at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
 from collections.abc import Sequence
 
-from pipelines.cli import bench, catalog, flows, models, training
-from pipelines.cli.errors import one_line_for
-from pipelines.cli.options import HelpFormatter
+import typer
+
+from pipelines.cli.app import app
 from pipelines.runtime.logs import skip_ray_internal_lines
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ganpipe",
-        description="Train, evaluate and manage GANs. `ganpipe COMMAND --help` shows each command's options.",
-        formatter_class=HelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (training, models, catalog, flows, bench):
-        group.add_commands(commands)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run `ganpipe ARGV` (default: sys.argv[1:]) and return its exit status."""
     # MLflow draws a progress bar for every artifact download (the model it logs, the training
     # GIF's frames): dozens of lines of "Downloading artifacts" in the command's output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -43,14 +30,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     # own setting stays.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     skip_ray_internal_lines()  # before anything imports Ray
+    command = typer.main.get_command(app)
     try:
-        return args.handler(args)
-    except (Exception, KeyboardInterrupt, SystemExit) as error:
-        known = one_line_for(error)
-        if known is None:
-            raise
-        print(f"ganpipe {args.command}: {known[0]}", file=sys.stderr)
-        return known[1]
+        # Not standalone: the command's status comes back instead of a sys.exit, and a usage
+        # error comes here to be said in one line (Typer's own is a box of several).
+        status = command.main(None if argv is None else list(argv), prog_name="ganpipe", standalone_mode=False)
+    except typer.TyperException as error:  # Click's usage errors: a bad option value, a missing command
+        return _usage_error(error)
+    return status if isinstance(status, int) else 0
+
+
+def _usage_error(error: typer.TyperException) -> int:
+    """`ganpipe COMMAND: error: Invalid value for '--workers': 0 is not allowed: an integer >= 1`."""
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "ganpipe"
+    message = error.format_message()
+    if type(error).__name__ == "NoArgsIsHelpError":  # bare `ganpipe`: Typer has shown the help
+        if message:  # ... unless Rich is off, when the help is the message
+            print(message, file=sys.stderr)
+    else:  # Click lays some out on several lines ("Choose from:" and a line per choice)
+        print(f"{where}: error: {' '.join(message.split())}", file=sys.stderr)
+    return error.exit_code
 
 
 def console() -> None:

@@ -2,103 +2,105 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from pipelines.cli.options import HelpFormatter, at_least, log
+import typer
 
+from pipelines.cli.commands import MODELS, add
+from pipelines.cli.options import integer_option, log
 
-def add_commands(commands: Any) -> None:
-    evaluate = commands.add_parser(
-        "evaluate", help="evaluate a generator with the full protocol", formatter_class=HelpFormatter
-    )
-    evaluate.add_argument(
-        "source", help="an MLflow model URI (runs:/..., models:/...), a checkpoint file or a run folder"
-    )
-    evaluate.add_argument(
-        "--n-samples", type=at_least(10), default=None, help="samples to generate (default: eval.n_samples)"
-    )
-    evaluate.add_argument(
-        "--bootstrap", type=at_least(0), default=100, help="bootstrap resamples for confidence intervals"
-    )
-    evaluate.add_argument("--json", dest="json_out", default=None, help="write the report to this file as well")
-    evaluate.set_defaults(handler=cmd_evaluate)
+SAMPLE_HELP = (
+    "Draw samples into a picture: a grid of images (one column per class for a conditional generator), a "
+    "scatter of points over the true modes, or held-out inputs beside their translations. The same --count, "
+    "--seed and --label give the samples the served model returns."
+)
 
-    sample = commands.add_parser(
-        "sample",
-        help="draw a generator's samples into a picture (and arrays)",
-        description="Draw samples into a picture: a grid of images (one column per class for a conditional "
-        "generator), a scatter of points over the true modes, or held-out inputs beside their translations. "
-        "The same --count, --seed and --label give the samples the served model returns.",
-        formatter_class=HelpFormatter,
-    )
-    sample.add_argument(
-        "source",
-        help="an MLflow model URI (models:/NAME@champion, runs:/...), a checkpoint file or a run folder",
-    )
-    sample.add_argument("--out", type=Path, default=Path("samples.png"), help="the picture (.png, .jpg or .webp)")
-    sample.add_argument(
-        "--count",
-        type=at_least(1),
-        default=None,
-        help="samples to draw (default: 64 images, rounded up to whole rows of classes; 2500 points; 48 translations)",
-    )
-    sample.add_argument("--seed", type=at_least(0), default=0, help="the latent seed (or which held-out inputs)")
-    sample.add_argument(
-        "--label", type=at_least(-1), default=-1, help="a conditional generator's class; -1 cycles through them"
-    )
-    sample.add_argument("--arrays", type=Path, default=None, help="also write the samples to this .npz file")
-    sample.set_defaults(handler=cmd_sample)
-
-    promote = commands.add_parser(
-        "promote", help="challenger vs champion; move the alias if better", formatter_class=HelpFormatter
-    )
-    promote.add_argument("model", help="registered model name")
-    promote.add_argument("--version", default=None, help="version to judge (default: the `challenger` alias)")
-    promote.add_argument("--margin", type=float, default=0.0, help="the objective's 95%% interval must clear this")
-    promote.add_argument("--bootstrap", type=at_least(0), default=200, help="paired bootstrap resamples")
-    promote.add_argument("--dry-run", action="store_true", help="print the decision, change nothing")
-    promote.set_defaults(handler=cmd_promote)
-
-    rollback = commands.add_parser(
-        "rollback", help="restore `previous-champion` as `champion`", formatter_class=HelpFormatter
-    )
-    rollback.add_argument("model", help="registered model name")
-    rollback.set_defaults(handler=cmd_rollback)
+ModelArgument = Annotated[str, typer.Argument(metavar="MODEL", help="registered model name")]
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def register(app: typer.Typer) -> None:
+    add(app, "evaluate", evaluate, help="evaluate a generator with the full protocol", panel=MODELS)
+    add(app, "sample", sample, help=SAMPLE_HELP, short_help="draw a generator's samples into a picture (and arrays)",
+        panel=MODELS)  # fmt: skip
+    add(app, "promote", promote, help="challenger vs champion; move the alias if better", panel=MODELS)
+    add(app, "rollback", rollback, help="restore `previous-champion` as `champion`", panel=MODELS)
+
+
+def evaluate(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE", help="an MLflow model URI (runs:/..., models:/...), a checkpoint file or a run folder"
+        ),
+    ],
+    n_samples: Annotated[
+        int | None, integer_option("--n-samples", 10, "samples to generate (default: eval.n_samples)")
+    ] = None,
+    bootstrap: Annotated[int, integer_option("--bootstrap", 0, "bootstrap resamples for confidence intervals")] = 100,
+    json_out: Annotated[str | None, typer.Option("--json", help="write the report to this file as well")] = None,
+) -> int:
     from pipelines.evaluate.report import evaluate_source
     from pipelines.settings import Settings
 
-    if args.json_out and not Path(args.json_out).parent.is_dir():  # known before minutes of evaluation
-        raise FileNotFoundError(f"--json {args.json_out}: folder {Path(args.json_out).parent} does not exist")
-    summary = evaluate_source(args.source, Settings.from_env(), args.n_samples, args.bootstrap, log=log)
+    if json_out and not Path(json_out).parent.is_dir():  # known before minutes of evaluation
+        raise FileNotFoundError(f"--json {json_out}: folder {Path(json_out).parent} does not exist")
+    summary = evaluate_source(source, Settings.from_env(), n_samples, bootstrap, log=log)
     text = json.dumps(summary, indent=2)
     print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text)
+    if json_out:
+        Path(json_out).write_text(text)
     if "mlflow_run_id" in summary:
         log(f"evaluation logged to MLflow run {summary['mlflow_run_id']}")
     return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def sample(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE",
+            help="an MLflow model URI (models:/NAME@champion, runs:/...), a checkpoint file or a run folder",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="the picture (.png, .jpg or .webp)")] = Path("samples.png"),
+    count: Annotated[
+        int | None,
+        integer_option(
+            "--count",
+            1,
+            "samples to draw (default: 64 images, rounded up to whole rows of classes; 2500 points; 48 translations)",
+        ),
+    ] = None,
+    seed: Annotated[int, integer_option("--seed", 0, "the latent seed (or which held-out inputs)")] = 0,
+    label: Annotated[
+        int, integer_option("--label", -1, "a conditional generator's class; -1 cycles through them")
+    ] = -1,
+    arrays: Annotated[Path | None, typer.Option("--arrays", help="also write the samples to this .npz file")] = None,
+) -> int:
     from pipelines.evaluate.pictures import SampleRequest, sample_source
     from pipelines.settings import Settings
 
-    request = SampleRequest(args.source, args.out, args.count, args.seed, args.label, args.arrays)
+    request = SampleRequest(source, out, count, seed, label, arrays)
     summary = sample_source(request, Settings.from_env(), log=log)
     print(json.dumps(summary))
     log(f"{summary['source']}: {summary['samples']} -> {', '.join(summary['written'])}")
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
-    from pipelines.registry.promotion import promote, record_decision_run
+def promote(
+    model: ModelArgument,
+    version: Annotated[
+        str | None, typer.Option("--version", help="version to judge (default: the `challenger` alias)")
+    ] = None,
+    margin: Annotated[float, typer.Option("--margin", help="the objective's 95% interval must clear this")] = 0.0,
+    bootstrap: Annotated[int, integer_option("--bootstrap", 0, "paired bootstrap resamples")] = 200,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the decision, change nothing")] = False,
+) -> int:
+    from pipelines.registry.promotion import promote as judge
+    from pipelines.registry.promotion import record_decision_run
     from pipelines.settings import Settings
     from pipelines.tracking import runs
     from pipelines.tracking.store import require_existing_store
@@ -106,24 +108,24 @@ def cmd_promote(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     require_existing_store(settings)
     client = runs.client_for(settings, log)
-    decision = promote(client, settings, args.model, args.version, args.margin, args.dry_run, args.bootstrap, log)
-    if not args.dry_run and not decision.recorded:
+    decision = judge(client, settings, model, version, margin, dry_run, bootstrap, log)
+    if not dry_run and not decision.recorded:
         record_decision_run(client, runs.experiment_id(client, settings), decision)
     print(json.dumps(asdict(decision), indent=2))
-    verb = "would move" if args.dry_run else "moved"
+    verb = "would move" if dry_run else "moved"
     outcome = f"{verb} champion to version {decision.challenger}" if decision.promoted else "champion unchanged"
-    log(f"{args.model}: {outcome} ({decision.reason})")
+    log(f"{model}: {outcome} ({decision.reason})")
     return 0
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from pipelines.registry.promotion import rollback
+def rollback(model: ModelArgument) -> int:
+    from pipelines.registry.promotion import rollback as restore
     from pipelines.settings import Settings
     from pipelines.tracking import runs
     from pipelines.tracking.store import require_existing_store
 
     settings = Settings.from_env()
     require_existing_store(settings)
-    restored, demoted = rollback(runs.client_for(settings, log), settings, args.model, log)
-    log(f"{args.model}: champion is version {restored} again (version {demoted} is now previous-champion)")
+    restored, demoted = restore(runs.client_for(settings, log), settings, model, log)
+    log(f"{model}: champion is version {restored} again (version {demoted} is now previous-champion)")
     return 0

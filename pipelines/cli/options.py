@@ -1,12 +1,17 @@
-"""What the command line accepts, checked where argparse reads it: one line naming the option and
-what it allows, before anything starts."""
+"""What the command line accepts, checked where Typer reads it: one line naming the option, the
+value and what it allows, before anything starts."""
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from gan_core.config import preset_names
 
 # A run, search or pipeline name becomes a folder, an S3 prefix and an MLflow run name: one path
 # component ("../x" wrote outside the runs folder), of characters all three take.
@@ -17,36 +22,27 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 CPUS_DEFAULT = "default: a local cluster's CPUs shared among the workers; 1 on a cluster at RAY_ADDRESS"
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Each option's default after its help, unless the help already names it or there is none."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def run_name(value: str) -> str:
     if not NAME.fullmatch(value):
-        raise argparse.ArgumentTypeError(
+        raise typer.BadParameter(
             f"{value!r} is not allowed: up to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
-    """An integer option's type that refuses values below `minimum`."""
+    """An integer option's parser that refuses values below `minimum`. Typer's own `min=` says
+    "Input should be greater than or equal to 1" without the value given; this names it."""
 
     def integer(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+            raise typer.BadParameter(f"{value!r} is not an integer") from None
         if number < minimum:
-            raise argparse.ArgumentTypeError(f"{number} is not allowed: an integer >= {minimum}")
+            raise typer.BadParameter(f"{number} is not allowed: an integer >= {minimum}")
         return number
 
-    integer.__name__ = f"integer >= {minimum}"
     return integer
 
 
@@ -54,39 +50,72 @@ def non_negative(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        raise typer.BadParameter(f"{value!r} is not a number") from None
     if not number >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: a number >= 0")
+        raise typer.BadParameter(f"{value} is not allowed: a number >= 0")
     return number
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    from gan_core.config import preset_names
+def one_of(choices: Iterable[str]) -> Callable[[str], str]:
+    """A parser for a repeatable option with choices (Typer takes no list of Literal)."""
+    allowed = tuple(choices)
 
-    parser.add_argument("--preset", default=None, help=f"a shipped config: {', '.join(preset_names())}")
-    parser.add_argument("--config", default=None, help="a YAML config file (applied after the preset)")
-    parser.add_argument(
-        "--model", dest="model_name", default=None, help="model architecture, shorthand for --set model.name=NAME"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one value, e.g. --set optim.lr_g=2e-4 (repeatable)",
-    )
+    def choice(value: str) -> str:
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return choice
 
 
-def resolve_config(args: argparse.Namespace):
-    """The ExperimentConfig the config options name: preset, then file, then overrides."""
-    import yaml
+def integer_option(flag: str, minimum: int, help: str, **settings) -> typer.models.OptionInfo:
+    """An integer option >= `minimum`, its bound in the metavar as Typer's own `min=` shows it."""
+    return typer.Option(flag, parser=at_least(minimum), metavar=f"INTEGER>={minimum}", help=help, **settings)
 
-    from gan_core.config import load_config, preset_path
 
-    base = yaml.safe_load(preset_path(args.preset).read_text()) if args.preset else None
-    model = [f"model.name={args.model_name}"] if getattr(args, "model_name", None) else []
-    return load_config(args.config, [*model, *args.overrides], base=base)
+def number_option(flag: str, help: str) -> typer.models.OptionInfo:
+    """A number option >= 0 (CPUs, GPUs)."""
+    return typer.Option(flag, parser=non_negative, metavar="NUMBER>=0", help=help)
+
+
+def name_option(flag: str, help: str, **settings) -> typer.models.OptionInfo:
+    """A run, search or pipeline name (see NAME)."""
+    return typer.Option(flag, parser=run_name, metavar="NAME", help=help, **settings)
+
+
+# The config options of `train`, `tune` and `config`: preset, then file, then overrides.
+Preset = Annotated[str | None, typer.Option("--preset", help=f"a shipped config: {', '.join(preset_names())}")]
+ConfigFile = Annotated[str | None, typer.Option("--config", help="a YAML config file (applied after the preset)")]
+ModelName = Annotated[
+    str | None, typer.Option("--model", help="model architecture, shorthand for --set model.name=NAME")
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="override one value, e.g. --set optim.lr_g=2e-4 (repeatable)"),
+]
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    """What the config options name."""
+
+    preset: str | None = None
+    config: str | None = None
+    model_name: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def given(self) -> bool:
+        return bool(self.preset or self.config or self.model_name or self.overrides)
+
+    def resolve(self):
+        """The ExperimentConfig: preset, then file, then overrides."""
+        import yaml
+
+        from gan_core.config import load_config, preset_path
+
+        base = yaml.safe_load(preset_path(self.preset).read_text()) if self.preset else None
+        model = [f"model.name={self.model_name}"] if self.model_name else []
+        return load_config(self.config, [*model, *self.overrides], base=base)
 
 
 def log(line: str) -> None:

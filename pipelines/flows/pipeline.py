@@ -28,7 +28,7 @@ from pipelines.flows.stages import Stages
 from pipelines.runtime.logs import log_requested_stops_in_one_line, skip_ray_internal_lines
 from pipelines.settings import Settings
 from pipelines.storage.location import Storage
-from pipelines.tracking.server import without_credentials
+from pipelines.tracking.runs import run_page
 from pipelines.train.driver import TrainResult
 from pipelines.train.scaling import Scaling
 from pipelines.tune.options import SearchOptions
@@ -196,7 +196,8 @@ def _keep_outputs(settings: Settings, summary: dict[str, Any]) -> dict[str, str]
     outputs["model"] = f"models:/{summary['model_name']}/{summary['version']}"
     if summary["decision"]["promoted"] or summary["decision"]["already_champion"]:
         outputs["champion"] = f"models:/{summary['model_name']}@champion"
-    outputs["mlflow run"] = f"{without_credentials(settings.tracking_uri)} run {summary['run_id']}"
+    experiment = mlflow.MlflowClient(settings.tracking_uri).get_run(summary["run_id"]).info.experiment_id
+    outputs["mlflow run"] = run_page(settings.tracking_uri, experiment, summary["run_id"])
     return outputs
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -37,8 +38,9 @@ def client_for(settings: Settings, log: Callable[[str], None] = print) -> Mlflow
 
 
 def experiment_id(client: MlflowClient, settings: Settings) -> str:
-    """The settings' experiment, made if new, and tagged as model training: MLflow's UI opens an
-    experiment of no kind in GenAI mode (an empty traces page), of this kind on its runs."""
+    """The settings' experiment, made if new, and tagged as model training: MLflow's UI before
+    3.17 opened an experiment of no kind in GenAI mode (an empty traces page); 3.17 reads the
+    view from the URL instead (`run_page`)."""
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is not None:
         if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before the tag, or by hand
@@ -51,6 +53,20 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     return client.create_experiment(
         settings.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
     )
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves an embedded (SQLite) store by default
+
+
+def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI, in its model-training view. MLflow 3.17's UI shows every
+    page in GenAI mode (traces, judges) unless the URL or the browser's own switch says otherwise:
+    the experiment's kind tag no longer moves it."""
+    base = LOCAL_UI
+    if not tracking_uri.startswith("sqlite:"):  # a server: its address, without a user:password@ part
+        parts = urlsplit(tracking_uri)
+        base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def log_report(client: MlflowClient, run_id: str, report: dict[str, dict[str, float]], step: int, prefix: str = ""):

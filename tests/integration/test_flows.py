@@ -172,6 +172,10 @@ def test_gan_pipeline_runs_end_to_end_and_a_rerun_reuses_it(pipeline_env):
     stages = bucket_keys(f"runs-{pipeline_env.home.name}/pipelines/e2e/")
     assert {Path(k).name.split("-")[0] for k in stages} >= {"search", "train", "evaluate", "register"}
     _opens_on_training(client, pipeline_env.experiment, summary["run_id"], card)
+    experiment_id = client.get_run(summary["run_id"]).info.experiment_id  # the page it prints, in training view
+    assert summary["outputs"]["mlflow run"].endswith(
+        f"/#/experiments/{experiment_id}/runs/{summary['run_id']}?workflowType=machine_learning"
+    )
     page = client.get_model_version("e2e-generator", "1").description  # the card, rendered on the model's page
     picture = f"(get-artifact?path=samples%2Ffinal.png&run_uuid={summary['run_id']})"
     assert page.startswith("# e2e-generator") and picture in page

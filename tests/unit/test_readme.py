@@ -1,24 +1,25 @@
 """The README and docs/ say only what is true of the command line and the tree.
 
 - every `ganpipe ...` (or `.venv/bin/ganpipe ...`) line in a fenced code block of README.md or
-  docs/*.md names a real subcommand and only options its parser accepts, spelt out in full
-  (argparse would take `--work` for `--workers`; a reader copying it should not need that);
+  docs/*.md names a real subcommand and only options it accepts (read by the Click command
+  tree Typer builds of `ganpipe`), spelt out in full, with values it takes;
 - every relative link in README.md and docs/*.md points to a file that exists;
 - README.md stays a page a newcomer reads: at most 200 lines.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 
-from pipelines.cli.main import build_parser
+from pipelines.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -69,28 +70,39 @@ def ganpipe_commands(text: str) -> list[list[str]]:
     return commands
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
+def command_tree() -> Any:
+    """`ganpipe` as Click commands: a group whose `commands` are groups or commands."""
+    return typer.main.get_command(app)
 
 
-def problems_with(args: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+def _subcommands(command: Any) -> dict[str, Any]:
+    return dict(getattr(command, "commands", {}))
+
+
+def _flags(command: Any) -> set[str]:
+    """The options `command` takes, -h/--help included (Click keeps those out of `params`)."""
+    flags = {"-h", "--help"}
+    for param in command.params:
+        if param.param_type_name == "option":
+            flags.update([*param.opts, *param.secondary_opts])
+    return flags
+
+
+def problems_with(args: list[str], tree: Any = None) -> list[str]:
     """What is wrong with `ganpipe ARGS` (empty: nothing)."""
-    parser = parser or build_parser()
-    command = ["ganpipe"]
+    command = tree or command_tree()
+    path = ["ganpipe"]
     # Walk down the subcommands (`ganpipe bench quality ...`).
     rest = list(args)
-    while (choices := _subcommands(parser)) and rest and not rest[0].startswith("-"):
+    while (choices := _subcommands(command)) and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
         if name not in choices:
-            return [f"{' '.join(command)}: no subcommand {name!r}; there are {', '.join(choices)}"]
-        parser, command = choices[name], [*command, name]
-    if _subcommands(parser) and not rest:
-        return [f"{' '.join(command)}: a subcommand is missing"]
-    where = " ".join(command)
-    known = {flag for action in parser._actions for flag in action.option_strings}
+            return [f"{' '.join(path)}: no subcommand {name!r}; there are {', '.join(choices)}"]
+        command, path = choices[name], [*path, name]
+    if _subcommands(command) and not rest:
+        return [f"{' '.join(path)}: a subcommand is missing"]
+    where = " ".join(path)
+    known = _flags(command)
     found = []
     for word in rest:
         if word == "--":
@@ -101,13 +113,14 @@ def problems_with(args: list[str], parser: argparse.ArgumentParser | None = None
                 found.append(f"{where}: no option {flag!r}; it has {', '.join(sorted(known))}")
     if found or "-h" in rest or "--help" in rest:
         return found
-    refusal = io.StringIO()
-    try:  # values, choices and positionals too: argparse exits on a bad one
-        with contextlib.redirect_stderr(refusal):
-            _, extra = parser.parse_known_args(rest)
-    except SystemExit:
-        return [f"{where}: argparse refused {rest!r}: {refusal.getvalue().strip().splitlines()[-1:]}"]
-    return [f"{where}: unexpected {extra!r}"] if extra else []
+    try:  # values, choices and positionals too: Click raises on a bad one, as `ganpipe` would say it
+        with contextlib.redirect_stdout(io.StringIO()):  # `ganpipe --version` prints
+            command.make_context(where, rest)
+    except typer.Exit:  # an eager option that ends the command (--version)
+        return []
+    except typer.TyperException as error:  # Click's usage errors
+        return [f"{where}: refused {rest!r}: {error.format_message()}"]
+    return []
 
 
 def relative_links(page: Path) -> list[str]:
@@ -142,11 +155,14 @@ def _outside_code(text: str) -> list[str]:
     [
         ["trian", "--preset", "ring"],  # a misspelt subcommand
         ["train", "--wokers", "2"],  # a misspelt option
-        ["train", "--work", "2"],  # an abbreviation argparse itself would accept
+        ["train", "--work", "2"],  # an abbreviation (argparse took it; a reader should not need to guess)
         ["tune", "--scheduler", "hyperband"],  # a value outside the choices
         ["sample", "--out", "x.png"],  # a positional left out
         ["bench", "qualty"],  # a misspelt nested subcommand
         ["bench", "quality", "--seed", "3"],  # `--seeds` is its option
+        ["train", "--workers", "0"],  # a value out of range
+        ["list", "everything"],  # a positional outside the choices
+        ["list", "presets", "extra"],  # one positional too many
     ],
 )
 def test_the_check_refuses_a_bad_command(args: list[str]) -> None:
@@ -160,6 +176,8 @@ def test_the_check_accepts_good_commands() -> None:
         ["promote", "ring-generator", "--dry-run"],
         ["bench", "quality", "--seeds", "5"],
         ["list", "presets"],
+        ["--version"],
+        ["--help"],
     ):
         assert problems_with(args) == [], args
 
@@ -194,13 +212,13 @@ def test_readme_shows_the_two_commands() -> None:
 
 
 def test_readme_runs_ganpipe_commands() -> None:
-    assert len(ganpipe_commands(README.read_text())) >= 10  # the parser below sees them
+    assert len(ganpipe_commands(README.read_text())) >= 10  # the command tree below checks them
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_ganpipe_command_parses(page: Path) -> None:
-    parser = build_parser()
-    found = [problem for args in ganpipe_commands(page.read_text()) for problem in problems_with(args, parser)]
+    tree = command_tree()
+    found = [problem for args in ganpipe_commands(page.read_text()) for problem in problems_with(args, tree)]
     assert not found, "\n".join(found)
 
 

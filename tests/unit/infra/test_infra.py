@@ -658,11 +658,17 @@ def test_entrypoint_passes_programs_through_and_everything_else_to_ganpipe(tmp_p
     assert run() == "ganpipe \n"
 
 
-def test_no_ganpipe_subcommand_is_mistaken_for_a_program():
-    from pipelines.cli.main import build_parser
+def ganpipe_commands() -> dict[str, Any]:
+    """`ganpipe`'s commands by name, as Click objects (Typer builds them from the app)."""
+    import typer
 
-    (subcommands,) = [action.choices for action in build_parser()._actions if action.dest == "command"]
-    for name in [*subcommands, "deploy"]:
+    from pipelines.cli.app import app
+
+    return typer.main.get_command(app).commands
+
+
+def test_no_ganpipe_subcommand_is_mistaken_for_a_program():
+    for name in [*ganpipe_commands(), "deploy"]:
         assert shutil.which(name, path="/usr/local/bin:/usr/bin:/bin") is None, name
 
 
@@ -754,17 +760,18 @@ def test_raycluster_has_a_head_without_task_cpus_and_an_autoscaling_gpu_group():
 
 def test_rayjobs_run_ganpipe_commands_that_the_cli_accepts():
     from gan_core.config import preset_names
-    from pipelines.cli.main import build_parser
 
     spaces = {path.stem for path in (ROOT / "pipelines" / "tune" / "spaces").glob("*.yaml")}
     commands = set()
     for doc in k8s("RayJob"):
         argv = shlex.split(doc["spec"]["entrypoint"])
         assert argv[0] == "ganpipe" and argv[0] in pyproject()["project"]["scripts"]
-        args = build_parser().parse_args(argv[1:])  # exits (SystemExit) on anything the CLI refuses
-        assert args.preset in preset_names()
-        assert getattr(args, "space", None) in (None, *spaces)
-        commands.add(args.command)
+        name, *rest = argv[1:]
+        # Parsing alone: Click raises a usage error on anything the command refuses.
+        options = ganpipe_commands()[name].make_context(f"ganpipe {name}", rest).params
+        assert options["preset"] in preset_names()
+        assert options.get("space") in (None, *spaces)
+        commands.add(name)
     assert commands == {"train", "tune"}
 
 

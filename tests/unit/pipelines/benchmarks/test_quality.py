@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 
 from gan_core.config import load_config, preset_path
 from pipelines.benchmarks import quality
-from pipelines.cli.bench import add_quality_arguments
+from pipelines.benchmarks.quality import QualityOptions
 from pipelines.tune.space import load_space
 
 # What may differ between a benchmark preset and its search space's base preset beyond the
@@ -61,14 +60,9 @@ def test_mean_and_standard_error():
 
 
 def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
-    parser = argparse.ArgumentParser()
-    add_quality_arguments(parser)
     jsonl = tmp_path / "runs.jsonl"
     pictures = tmp_path / "pictures"
-    args = parser.parse_args(
-        ["--bench", "ring", "--seeds", "2", "--steps", "60", "--jobs", "1", "--jsonl", str(jsonl)]
-        + ["--pictures", str(pictures)]
-    )
+    args = QualityOptions(benches=("ring",), seeds=2, steps=60, jobs=1, jsonl=str(jsonl), pictures=str(pictures))
     assert quality.run(args, log=lambda line: None) == 0
     out = capsys.readouterr().out
     assert "ring-hq seed 0" in out and "ring-hq seed 1" in out
@@ -90,12 +84,8 @@ def test_quick_ring_run_prints_seeds_published_rows_and_json(capsys, tmp_path):
 
 
 def test_first_seed_adds_seeds_and_each_run_shows_progress(capsys, tmp_path):
-    parser = argparse.ArgumentParser()
-    add_quality_arguments(parser)
     jsonl = tmp_path / "runs.jsonl"
-    args = parser.parse_args(
-        ["--bench", "ring", "--seeds", "1", "--first-seed", "3", "--steps", "20", "--jobs", "1", "--jsonl", str(jsonl)]
-    )
+    args = QualityOptions(benches=("ring",), seeds=1, first_seed=3, steps=20, jobs=1, jsonl=str(jsonl))
     assert quality.run(args, log=lambda line: None) == 0
     captured = capsys.readouterr()
     assert "ring-hq seed 3" in captured.out
@@ -109,8 +99,6 @@ def test_first_seed_adds_seeds_and_each_run_shows_progress(capsys, tmp_path):
 
 
 def test_a_preset_of_another_dataset_is_refused_before_training():
-    parser = argparse.ArgumentParser()
-    add_quality_arguments(parser)
-    args = parser.parse_args(["--bench", "ring", "--preset", "digits-dcgan", "--jobs", "1"])
+    args = QualityOptions(benches=("ring",), preset="digits-dcgan", jobs=1)
     with pytest.raises(ValueError, match="--preset digits-dcgan trains on digits; benchmark ring measures ring"):
         quality.run(args, log=lambda line: pytest.fail(f"trained: {line}"))

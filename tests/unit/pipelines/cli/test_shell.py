@@ -17,7 +17,7 @@ def test_a_tool_off_path_is_spelt_as_its_path(monkeypatch):
     spelt = runnable("ganpipe")
     assert Path(spelt).resolve() == (BIN / "ganpipe").resolve()
     done = subprocess.run(f"{spelt} --help", shell=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0 and "usage: ganpipe" in done.stdout
+    assert done.returncode == 0 and "Usage: ganpipe" in done.stdout
 
 
 def test_a_tool_path_finds_is_spelt_bare(monkeypatch):

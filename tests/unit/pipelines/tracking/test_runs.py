@@ -9,7 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipelines.settings import Settings
-from pipelines.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING, experiment_id
+from pipelines.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING, experiment_id, run_page
 
 
 def test_a_new_and_an_untagged_experiment_are_tagged_as_model_training(tmp_path: Path):
@@ -60,3 +60,12 @@ def test_the_training_data_is_the_run_s_dataset_input(tmp_path: Path):
     assert (used.dataset.name, used.dataset.digest, used.dataset.source_type) == ("ring", "0123abcd", "code")
     assert json.loads(used.dataset.profile) == {"train": 1000, "test": len(dataset.test_x), "shape": [2]}
     assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "training")]
+
+
+def test_the_run_page_opens_in_the_ui_s_training_view_without_credentials():
+    # MLflow 3.17's UI opens in GenAI mode unless the URL asks for the training view.
+    assert run_page("sqlite:///runs/mlflow.db", "1", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning"
+    )
+    page = run_page("https://alice:secret@mlflow.example.org/", "7", "def")
+    assert page == "https://mlflow.example.org/#/experiments/7/runs/def?workflowType=machine_learning"
