@@ -2,7 +2,8 @@
 
 Bad input (a config value, a missing file, a name that is not there) ends with status 2; a
 service that did not answer too; a divergence with 1; a stop someone asked for with 128 + the
-signal, as a shell reports it; a run busy elsewhere with 75 (try again later). Errors of
+signal, as a shell reports it; a run busy elsewhere with 75 (try again later); a server that
+refused the account (MLflow's or Prefect's authentication) with 77 (refusals.py). Errors of
 modules that take seconds to import (torch, pyarrow, MLflow) are looked up in `sys.modules`: a
 command that never imported one cannot have raised its errors, and `ganpipe --help` stays fast.
 Anything else keeps its traceback: it is a bug to report.
@@ -14,6 +15,7 @@ import signal
 import sys
 
 from gan_core.config import ConfigError
+from pipelines.cli.refusals import REFUSED_EXIT, refusal_line
 from pipelines.runtime.logs import is_requested_stop
 from pipelines.runtime.waiting import ServiceUnavailable
 
@@ -33,6 +35,9 @@ def one_line_for(error: BaseException) -> tuple[str, int] | None:
     lock = sys.modules.get("gan_core.outputs.run_lock")
     if is_requested_stop(error) or (lock is not None and isinstance(error, lock.RunBusy)):  # busy elsewhere
         return str(error), error.exit_code
+    refused = refusal_line(error)
+    if refused is not None:
+        return f"error: {refused}", REFUSED_EXIT
     storage = sys.modules.get("pipelines.storage.s3")
     if storage is not None and isinstance(error, storage.StorageError):
         return f"storage error: {error}", 2

@@ -9,6 +9,7 @@ from gan_core.outputs import latest_checkpoint
 from gan_core.training import generator_from_checkpoint, load_checkpoint
 from pipelines.settings import Settings
 from pipelines.tracking.model import load_served_generator
+from pipelines.tracking.server import REFUSED
 from pipelines.tracking.store import require_existing_store
 
 STORE_SCHEMES = ("runs:/", "models:/")  # model URIs that the tracking store resolves
@@ -29,6 +30,8 @@ def load_generator(source: str, settings: Settings):
         try:
             generator, config = load_served_generator(source, settings.tracking_uri)
         except MlflowException as error:  # a URI typed wrong, a model or alias that is not there
+            if error.error_code in REFUSED:  # ... or the server refused the account: said as such
+                raise
             raise LookupError(f"{source}: {str(error.message).strip().splitlines()[0]}") from None
         return generator, config, source
     path = Path(source)

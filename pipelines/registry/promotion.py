@@ -26,6 +26,7 @@ from pipelines.storage.lease import LeaseTiming, holding
 from pipelines.storage.location import Storage
 from pipelines.tracking.model import load_served_generator
 from pipelines.tracking.runs import log_metrics
+from pipelines.tracking.server import REFUSED
 
 # Another promotion of the same model is waited for (it takes a minute or two), not refused.
 PROMOTION_LEASE = LeaseTiming(wait_s=300.0)
@@ -60,7 +61,9 @@ class Decision:
 def _version_by_alias(client: MlflowClient, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except MlflowException as error:
+        if error.error_code in REFUSED:
+            raise
         return None
 
 
@@ -75,14 +78,20 @@ def promote(
     log: Callable[[str], None] = print,
 ) -> Decision:
     """Decide whether `version` (default: the `challenger` alias) replaces `champion`."""
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        raise PromotionError(f"no registered model named {name!r}") from None
+    _require_model(client, name)
     if dry_run:
         return _decide(client, settings, name, version, margin, resamples, log, dry_run=True)
     with promotions_of(name, settings, log):
         return _decide(client, settings, name, version, margin, resamples, log, dry_run=False)
+
+
+def _require_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code in REFUSED:  # the account, not the name: said as such (cli/refusals.py)
+            raise
+        raise PromotionError(f"no registered model named {name!r}") from None
 
 
 def promotions_of(name: str, settings: Settings, log: Callable[[str], None]):
@@ -221,10 +230,7 @@ def rollback(
     client: MlflowClient, settings: Settings, name: str, log: Callable[[str], None] = print
 ) -> tuple[str, str]:
     """`champion` back to `previous-champion`; the demoted version becomes `previous-champion`."""
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        raise PromotionError(f"no registered model named {name!r}") from None
+    _require_model(client, name)
     with promotions_of(name, settings, log):
         previous = _version_by_alias(client, name, PREVIOUS)
         current = _version_by_alias(client, name, CHAMPION)

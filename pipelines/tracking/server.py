@@ -18,6 +18,9 @@ from pipelines.runtime.waiting import FIRST_RETRY_S, PROBE_TIMEOUT_S, ServiceUna
 
 # What a proxy or load balancer answers for a server behind it that is down or restarting.
 PROXY_SAYS_DOWN = (502, 503, 504)
+# MLflow's error codes for a server that refused the account (basic-auth's 401 and 403): not a
+# missing model or alias, whatever the request was; the command ends naming the account (cli/refusals.py).
+REFUSED = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
 class TrackingUnavailable(ServiceUnavailable):

@@ -70,9 +70,12 @@ def moto_s3(folder: Path):
 
 
 @contextmanager
-def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str | None, port: int | None = None):
+def mlflow_server(
+    folder: Path, artifacts: str, s3_endpoint: str | None, port: int | None = None, admin_password: str | None = None
+):
     """An MLflow server whose store is `folder`'s SQLite file: a second one started on the same
-    folder and port is the first one restarted."""
+    folder and port is the first one restarted. With `admin_password`, MLflow's basic-auth app
+    asks every request who it is (users in `folder`'s basic_auth.db, the admin is `admin`)."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -83,8 +86,42 @@ def mlflow_server(folder: Path, artifacts: str, s3_endpoint: str | None, port: i
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         **({"MLFLOW_S3_ENDPOINT_URL": s3_endpoint} if s3_endpoint else {}),
     }
+    if admin_password is not None:
+        command += ["--app-name", "basic-auth"]
+        env.update(basic_auth_env(folder, admin_password))
     with service(command, f"{url}/health", folder / "mlflow.log", env, timeout=90):
         yield url
+
+
+def basic_auth_env(folder: Path, admin_password: str) -> dict[str, str]:
+    """What `mlflow server --app-name basic-auth` reads, as infra/ gives it: the config file (no
+    secret in it), the admin's password and the CSRF key from the environment."""
+    config = folder / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\nadmin_username = admin\n"
+        "auth_cache_ttl_seconds = 60\n"  # as infra/docker-entrypoint.sh: a password's hash checked once a minute
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": f"csrf-{folder.name}",
+    }
+
+
+@contextmanager
+def prefect_server(folder: Path, env: dict[str, str], auth_string: str | None = None):
+    """`prefect server start` with its own PREFECT_HOME in `folder`; with `auth_string`
+    (user:password), it refuses requests without that PREFECT_API_AUTH_STRING. Yields its API URL."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = {**env, "PREFECT_HOME": str(folder / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if auth_string is not None:
+        server_env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
+               "--analytics-off"]  # fmt: skip
+    with service(command, f"{api}/health", folder / "prefect-server.log", server_env, timeout=120):
+        yield api
 
 
 def mlflow_run_names(home: Path) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.services import BIN, free_port, service, stop
+from tests.integration.services import BIN, prefect_server, stop
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +25,17 @@ def test_deployments_are_scheduled_and_a_worker_completes_a_run(settings, ray_cl
 
     import ray
 
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "GANPIPE_HOME": str(settings.home),
         "GANPIPE_STORAGE": settings.storage_uri,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "GANPIPE_EXPERIMENT": settings.experiment,
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    server = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui",
-              "--analytics-off"]  # fmt: skip
-    with service(server, f"{api}/health", tmp_path / "server.log", env, timeout=120):
+    with prefect_server(tmp_path, env) as api:
+        env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api)
         params = [arg for k, v in NIGHTLY_PARAMS.items() for arg in ("--param", f"{k}={json.dumps(v)}")]
         deployed = subprocess.run([str(BIN / "ganpipe"), "deploy", "--pool", POOL, *params],
                                   env=env, capture_output=True, text=True, timeout=120)  # fmt: skip

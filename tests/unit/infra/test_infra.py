@@ -42,6 +42,7 @@ K8S_VERSION = "1.30.0"  # the oldest Kubernetes the manifests are checked agains
 # that run a server from our image (mlflow, prefect): every service on our image is one or the other.
 COMPOSE_RUNNERS = {"prefect-worker", "ray-head", "ray-worker", "ganpipe"}
 COMPOSE_SERVERS = {"mlflow", "prefect-server"}
+COMPOSE_ONE_SHOTS = {"mlflow-init"}  # on our image, run once at start and exit
 COMPOSE_RAY_NODES = {"ray-head", "ray-worker"}
 COMPOSE_RAY_CLIENTS = {"prefect-worker", "ganpipe"}
 
@@ -323,8 +324,8 @@ def test_compose_files_parse_and_resolve_with_the_example_env_file():
     model = load_compose(COMPOSE, COMPOSE_GPU)
     assert model["name"] == "ganpipe"
     assert set(model["services"]) == {
-        "minio", "minio-init", "postgres", "mlflow", "prefect-server", "prefect-worker", "ray-head", "ray-worker",
-        "ganpipe",
+        "minio", "minio-init", "postgres", "mlflow", "mlflow-init", "prefect-server", "prefect-worker", "ray-head",
+        "ray-worker", "ganpipe",
     }  # fmt: skip
     assert set(model["volumes"]) == {"minio-data", "postgres-data", "ganpipe-runs"}
 
@@ -379,12 +380,12 @@ def test_compose_services_that_run_ganpipe_get_every_setting_the_code_reads():
 
 def test_compose_every_service_on_our_image_is_a_known_runner_or_server():
     on_our_image = {name for name, service in services().items() if service.get("image") == our_image("cpu")}
-    assert on_our_image == COMPOSE_RUNNERS | COMPOSE_SERVERS
+    assert on_our_image == COMPOSE_RUNNERS | COMPOSE_SERVERS | COMPOSE_ONE_SHOTS
 
 
 @pytest.mark.parametrize("variant", ["cpu", "cu128"])
 def test_compose_services_use_the_image_built_from_the_dockerfile(variant):
-    for name in COMPOSE_RUNNERS | COMPOSE_SERVERS:
+    for name in COMPOSE_RUNNERS | COMPOSE_SERVERS | COMPOSE_ONE_SHOTS:
         service = services(COMPOSE, COMPOSE_GPU, TORCH_VARIANT=variant)[name]
         assert service["image"] == our_image(variant), name
         build = service["build"]
@@ -444,6 +445,43 @@ def test_compose_pipeline_uses_the_s3_user_that_minio_init_creates():
         assert env["AWS_ACCESS_KEY_ID"] != init["MINIO_ROOT_USER"], name
 
 
+def test_compose_servers_ask_who_is_calling_and_every_runner_says():
+    all_services = services()
+    mlflow, prefect = all_services["mlflow"], all_services["prefect-server"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    server_env = environment(mlflow)
+    assert {"MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"} <= set(server_env)
+    assert urlparse(server_env["MLFLOW_AUTH_DATABASE_URI"]).path == "/mlflow_auth"  # the entry point's config
+    init = environment(all_services["mlflow-init"])
+    assert (init["MLFLOW_TRACKING_USERNAME"], init["MLFLOW_TRACKING_PASSWORD"]) == (
+        server_env["MLFLOW_AUTH_ADMIN_USERNAME"], server_env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    )  # fmt: skip
+    auth_string = environment(prefect)["PREFECT_SERVER_API_AUTH_STRING"]
+    for name in COMPOSE_RUNNERS:
+        env = environment(all_services[name])
+        account = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+        assert account == (init["GANPIPE_MLFLOW_USER"], init["GANPIPE_MLFLOW_PASSWORD"]), name  # the user init makes
+        assert env["PREFECT_API_AUTH_STRING"] == auth_string, name
+    for name in COMPOSE_RAY_CLIENTS:  # the drivers start once the pipeline's user exists
+        assert all_services[name]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_entrypoint_writes_mlflow_basic_auth_config_from_the_environment(tmp_path):
+    import configparser
+
+    uri = "postgresql://mlflow:p%40ss@db:5432/mlflow_auth"  # a URL-encoded password: % for configparser
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "MLFLOW_AUTH_DATABASE_URI": uri}
+    script = str(INFRA / "docker-entrypoint.sh")
+    shown = subprocess.run(["sh", script, "sh", "-c", 'echo "$MLFLOW_AUTH_CONFIG_PATH"'], capture_output=True,
+                           text=True, env=env, check=True).stdout.strip()  # fmt: skip
+    config = configparser.ConfigParser()
+    assert config.read(shown) == [shown] and Path(shown).parent == tmp_path
+    assert dict(config["mlflow"]) == {
+        "default_permission": "READ", "database_uri": uri, "admin_username": "admin", "auth_cache_ttl_seconds": "60"
+    }  # fmt: skip
+    assert Path(shown).stat().st_mode & 0o077 == 0  # it holds a password: the owner's only
+
+
 def test_compose_ray_nodes_and_clients_find_the_head():
     head = services()["ray-head"]["command"]
     assert head[:3] == ["ray", "start", "--head"] and "--block" in head
@@ -481,6 +519,7 @@ def test_compose_databases_exist_and_match_the_connection_urls():
     urls = [
         environment(services()["mlflow"])["MLFLOW_BACKEND_STORE_URI"],
         environment(services()["prefect-server"])["PREFECT_API_DATABASE_CONNECTION_URL"],
+        environment(services()["mlflow"])["MLFLOW_AUTH_DATABASE_URI"],  # basic-auth's users
     ]
     assert urlparse(urls[1]).scheme == "postgresql+asyncpg"  # the driver prefect brings
     assert "psycopg2-binary" in constraints()  # the driver mlflow's postgresql:// needs, in the image
@@ -489,12 +528,12 @@ def test_compose_databases_exist_and_match_the_connection_urls():
         assert (parsed.hostname, parsed.port) == ("postgres", 5432), url
         assert (parsed.username, parsed.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
         assert parsed.path.lstrip("/") in created
-    assert {urlparse(url).path for url in urls} == {"/mlflow", "/prefect"}
+    assert {urlparse(url).path for url in urls} == {"/mlflow", "/prefect", "/mlflow_auth"}
 
 
 def test_compose_health_checks_guard_every_dependency():
     all_services = services()
-    long_running = set(all_services) - {"minio-init", "ganpipe"}
+    long_running = set(all_services) - {"minio-init", "ganpipe"} - COMPOSE_ONE_SHOTS
     for name in long_running:
         assert all_services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
     for name, service in all_services.items():
@@ -839,6 +878,21 @@ def test_k8s_mlflow_server_reads_its_store_and_s3_settings_from_secrets():
     env = {e["name"]: e for e in container["env"]}
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
     assert env["MLFLOW_S3_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]["key"] == "AWS_ENDPOINT_URL"
+
+
+def test_k8s_servers_ask_who_is_calling_and_every_pod_that_runs_ganpipe_says():
+    (container,) = k8s_one("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=basic-auth" in container["args"]
+    auth = {"MLFLOW_AUTH_DATABASE_URI", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"}
+    assert auth <= provided_by_env_from(container)
+    accounts = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING"}
+    pods = [(name, first_container({"template": t})) for name, t in ray_pod_templates()]
+    pods.append(("prefect flow run", prefect_flow_run_container()))
+    for name, pod in pods:
+        assert accounts <= provided_by_env_from(pod), name
+    (worker,) = k8s_one("Deployment", "prefect-worker")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]["name"] == "ganpipe-accounts"
 
 
 def test_k8s_bucket_is_shared_by_storage_and_mlflow_artifacts():
