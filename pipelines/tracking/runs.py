@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -50,9 +51,15 @@ def experiment_id(client: MlflowClient, settings: Settings) -> str:
     if settings.tracking_uri.startswith("sqlite:"):  # embedded default: artifacts in a local folder
         settings.local_artifacts.mkdir(parents=True, exist_ok=True)
         location = settings.local_artifacts.as_uri()
-    return client.create_experiment(
-        settings.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
-    )
+    try:
+        return client.create_experiment(
+            settings.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        )
+    except MlflowException as error:
+        # Another command made it since we looked (trainings started at once: bench/load.py).
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(settings.experiment).experiment_id
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves an embedded (SQLite) store by default
@@ -131,7 +138,17 @@ def log_dataset_input(client: MlflowClient, run_id: str, dataset: Dataset, versi
         profile=json.dumps(profile),
     )
     context = mlflow.entities.InputTag(MLFLOW_DATASET_CONTEXT, "training")
-    client.log_inputs(run_id, datasets=[mlflow.entities.DatasetInput(entity, tags=[context])])
+    inputs = [mlflow.entities.DatasetInput(entity, tags=[context])]
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as error:
+        # MLflow's SQL store looks the dataset up, then inserts it: two runs of one experiment
+        # logging the same dataset at once collide on its unique key, a 400 (seen in
+        # bench/load.py). Once more finds the row the other run made; a request bad for any
+        # other reason fails again and is raised.
+        if error.error_code != "BAD_REQUEST":
+            raise
+        client.log_inputs(run_id, datasets=inputs)
 
 
 def mark_ended(client: MlflowClient, run_id: str, status: str, log: Callable[[str], None] = print) -> None:

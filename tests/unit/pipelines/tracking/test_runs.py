@@ -69,3 +69,42 @@ def test_the_run_page_opens_in_the_ui_s_training_view_without_credentials():
     )
     page = run_page("https://alice:secret@mlflow.example.org/", "7", "def")
     assert page == "https://mlflow.example.org/#/experiments/7/runs/def?workflowType=machine_learning"
+
+
+def test_an_experiment_another_command_made_since_the_lookup_is_used(tmp_path: Path, monkeypatch):
+    """Trainings started at once each find no experiment; the one that loses the create uses it."""
+    settings = Settings.from_env({"GANPIPE_HOME": str(tmp_path)})
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    theirs = experiment_id(client, settings)
+    monkeypatch.setattr(client, "get_experiment_by_name", _once(lambda name: None, client.get_experiment_by_name))
+    assert experiment_id(client, settings) == theirs
+
+
+def test_a_dataset_another_run_logs_at_the_same_moment_is_logged_once_more(tmp_path: Path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    from gan_core.data import load_dataset
+    from pipelines.tracking.runs import log_dataset_input
+
+    settings = Settings.from_env({"GANPIPE_HOME": str(tmp_path)})
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    run_id = client.create_run(experiment_id(client, settings)).info.run_id
+
+    def collides(*args, **kwargs):  # what MLflow's SQL store answers when another run inserted the row first
+        raise MlflowException("UNIQUE constraint failed: datasets.experiment_id", error_code=BAD_REQUEST)
+
+    monkeypatch.setattr(client, "log_inputs", _once(collides, client.log_inputs))
+    log_dataset_input(client, run_id, load_dataset("ring", "", 1000, 0), "0123abcd", "")
+    assert [used.dataset.name for used in client.get_run(run_id).inputs.dataset_inputs] == ["ring"]
+
+
+def _once(first, then):
+    """A function that behaves as `first` at its first call and as `then` after."""
+    calls = []
+
+    def call(*args, **kwargs):
+        calls.append(1)
+        return (first if len(calls) == 1 else then)(*args, **kwargs)
+
+    return call
