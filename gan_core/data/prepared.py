@@ -27,6 +27,8 @@ from gan_core.data.validation import DataValidationError
 
 FORMAT = "ganpipe-dataset/1"
 MANIFEST = "manifest.json"
+# What load_prepared reads of a manifest (class_names is optional: versions made before it).
+MANIFEST_KEYS = frozenset({"name", "kind", "num_classes", "modes", "sigma", "shards", "content_hash"})
 SHARD_SIZE = 50_000
 VERSION_LENGTH = 12
 
@@ -95,9 +97,7 @@ def load_prepared(root: str = "", **_: object) -> Dataset:
     manifest_path = folder / MANIFEST
     if not str(root) or not manifest_path.is_file():
         raise FileNotFoundError(f"data.root {root!r} is not a prepared dataset folder (no {MANIFEST})")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise DataValidationError(str(manifest_path), "format", f"expected {FORMAT}, got {manifest.get('format')!r}")
+    manifest = _read_manifest(manifest_path)
     parts = {part: _read_part(folder, manifest, part) for part in ("train", "test")}
     dataset = Dataset(
         name=manifest["name"],
@@ -116,11 +116,28 @@ def load_prepared(root: str = "", **_: object) -> Dataset:
     return dataset
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest, checked before anything in it is used: JSON, our format, every key there."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataValidationError(str(path), "format", f"not a JSON manifest ({error})") from None
+    found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+    if found != FORMAT:
+        raise DataValidationError(str(path), "format", f"expected {FORMAT}, got {found!r}")
+    missing = sorted(MANIFEST_KEYS - set(manifest))
+    if missing:
+        raise DataValidationError(str(path), "manifest keys", f"{FORMAT} without {', '.join(missing)}")
+    return manifest
+
+
 def _read_part(folder: Path, manifest: dict[str, Any], part: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     xs, ys = [], []
     for name, expected in manifest["shards"].items():
         if not name.startswith(f"{part}-"):
             continue
+        if not (folder / name).is_file():
+            raise DataValidationError(str(folder / name), "shard", "missing: the manifest lists it")
         data = (folder / name).read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
             raise DataValidationError(str(folder / name), "shard hash", "contents differ from the manifest")

@@ -58,6 +58,30 @@ def test_an_unknown_format_is_refused(digits, tmp_path):
         load_prepared(str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    ("damage", "check", "said"),
+    [
+        (lambda folder: (folder / "manifest.json").write_text("{not json"), "format", "not a JSON manifest"),
+        (lambda folder: (folder / "manifest.json").write_text("[1, 2]"), "format", "got 'list'"),
+        (lambda folder: _drop_key(folder, "shards"), "manifest keys", "without shards"),
+        (lambda folder: next(folder.glob("test-*.npz")).unlink(), "shard", "missing: the manifest lists it"),
+    ],
+    ids=["not-json", "not-a-dict", "missing-key", "missing-shard"],
+)
+def test_a_damaged_version_folder_is_named_with_what_is_wrong(digits, tmp_path, damage, check, said):
+    write_prepared(digits, tmp_path)
+    damage(tmp_path)
+    with pytest.raises(DataValidationError, match=f"failed the '{check}' check: .*{said}") as failure:
+        load_prepared(str(tmp_path))
+    assert failure.value.origin.startswith(str(tmp_path))
+
+
+def _drop_key(folder, key: str) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest[key]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_clean_data_passes_validation(digits):
     validate_dataset(digits, "digits")
     validate_dataset(load_dataset("ring", n_train=1000), "ring")
