@@ -1,6 +1,7 @@
 """A server that refuses the account: one line naming the server, the user and the fix; exit 77."""
 
 import httpx
+import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos import databricks_pb2
@@ -14,7 +15,8 @@ SERVER = "http://user:secret-pw@mlflow.example:5000"
 
 @pytest.fixture(autouse=True)
 def tracking(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", SERVER)
+    # What the command talks to: MLflow's current URI (other tests may have set one in this process).
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: SERVER)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     with temporary_settings(restore_defaults={PREFECT_API_AUTH_STRING}):
         yield
