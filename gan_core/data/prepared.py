@@ -136,9 +136,10 @@ def _read_part(folder: Path, manifest: dict[str, Any], part: str) -> tuple[torch
     for name, expected in manifest["shards"].items():
         if not name.startswith(f"{part}-"):
             continue
-        if not (folder / name).is_file():
-            raise DataValidationError(str(folder / name), "shard", "missing: the manifest lists it")
-        data = (folder / name).read_bytes()
+        try:
+            data = (folder / name).read_bytes()
+        except FileNotFoundError:
+            raise DataValidationError(str(folder / name), "shard", "missing: the manifest lists it") from None
         if hashlib.sha256(data).hexdigest() != expected:
             raise DataValidationError(str(folder / name), "shard hash", "contents differ from the manifest")
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
