@@ -33,6 +33,8 @@ from gan_core.data import Dataset
 from gan_core.data.images import STACKED_PROTOCOL_SAMPLES
 from gan_core.metrics.classifier import FeatureClassifier, load_or_train_classifier
 from gan_core.metrics.features import (
+    GaussianFit,
+    Neighbourhoods,
     class_histogram_metrics,
     frechet_distance,
     inception_score,
@@ -75,6 +77,9 @@ class Reference:
     dataset: Dataset  # for translations: domain B, where the translations should look real
     features: torch.Tensor | None = None  # train split
     class_histogram: torch.Tensor | None = None
+    # The real side of the Fréchet distance and of precision/recall, made once from `features`.
+    gaussian: GaussianFit | None = None
+    neighbourhoods: Neighbourhoods | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ METRICS.register("mixture", "2-D mixtures: modes captured, % high-quality (3 sig
 METRICS.register("frechet", "Fréchet distance in the feature classifier's space (lower is better)")(
     Metric(
         _images,
-        lambda s, r: {"frechet_distance": frechet_distance(r.features, s.features)},
+        lambda s, r: {"frechet_distance": frechet_distance(r.gaussian, s.features)},
         {"frechet_distance": False},
     )
 )
@@ -112,7 +117,7 @@ METRICS.register("inception-score", "Inception-style score from the classifier's
 METRICS.register("prdc", "precision/recall (k=3) and density/coverage (k=5) in feature space")(
     Metric(
         _images,
-        lambda s, r: prdc(r.features[:PRDC_MAX], s.features[:PRDC_MAX]),
+        lambda s, r: prdc(r.neighbourhoods, s.features[:PRDC_MAX]),
         {"precision": True, "recall": True, "density": True, "coverage": True},
     )
 )
@@ -229,6 +234,8 @@ class Evaluator:
         if self.classifier is not None:
             n = min(len(domain.train_x), max(self.config.n_samples, 2500), PRDC_MAX * 2)
             reference.features = self.view(domain.train_x[:n]).features
+            reference.gaussian = GaussianFit.of(reference.features)
+            reference.neighbourhoods = Neighbourhoods.of(reference.features[:PRDC_MAX])
             if domain.train_y is not None and not domain.digit_classes:
                 reference.class_histogram = torch.bincount(domain.train_y, minlength=domain.num_classes)
         return reference

@@ -6,7 +6,7 @@ import torch
 from gan_core.config import EvalConfig
 from gan_core.data import load_dataset
 from gan_core.metrics import METRICS, CollapseWatch, Evaluator, flatten_report, metrics_table
-from gan_core.metrics.features import frechet_distance, prdc
+from gan_core.metrics.features import GaussianFit, Neighbourhoods, frechet_distance, prdc
 from gan_core.metrics.mixtures import mixture_metrics
 
 
@@ -45,6 +45,29 @@ def test_frechet_distance_and_prdc_basics():
     assert all(same[k] > 0.8 for k in ("precision", "recall", "coverage")) and 0.8 < same["density"] < 1.2
     shifted = prdc(a, b + 10)
     assert shifted["precision"] == 0 and shifted["recall"] == 0 and shifted["coverage"] == 0
+
+
+def test_prdc_with_the_real_side_made_once_matches_the_definitions_on_a_resample():
+    # The evaluator makes the real side once and scores hundreds of bootstrap resamples (which
+    # repeat samples) against it; the figures must be the papers' definitions, point by point.
+    gen = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(60, 3, generator=gen), 1.3 * torch.randn(80, 3, generator=gen) + 0.4
+    fake = fake[torch.randint(len(fake), (len(fake),), generator=gen)]
+    got = prdc(Neighbourhoods.of(real), fake)
+
+    def radius(points, i, k):  # distance to the k-th nearest other point (repeats count)
+        return sorted(float((points[i] - points[j]).norm()) for j in range(len(points)) if j != i)[k - 1]
+
+    near = lambda x, y, r: float((x - y).norm()) <= r  # noqa: E731
+    real3, real5 = [radius(real, i, 3) for i in range(60)], [radius(real, i, 5) for i in range(60)]
+    fake3 = [radius(fake, j, 3) for j in range(80)]
+    assert got["precision"] == pytest.approx(sum(any(near(real[i], f, real3[i]) for i in range(60)) for f in fake) / 80)
+    assert got["recall"] == pytest.approx(sum(any(near(r, fake[j], fake3[j]) for j in range(80)) for r in real) / 60)
+    inside = sum(near(real[i], f, real5[i]) for i in range(60) for f in fake)
+    assert got["density"] == pytest.approx(inside / 5 / 80)
+    assert got["coverage"] == pytest.approx(sum(any(near(real[i], f, real5[i]) for f in fake) for i in range(60)) / 60)
+    fit = GaussianFit.of(real)
+    assert frechet_distance(fit, fake) == pytest.approx(frechet_distance(real, fake))  # one fit, many resamples
 
 
 @pytest.fixture(scope="module")
