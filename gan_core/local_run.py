@@ -28,7 +28,7 @@ import yaml
 from gan_core.config import ConfigError, ExperimentConfig, absolute_root, from_dict
 from gan_core.data import load_dataset
 from gan_core.files import UnreadableFile
-from gan_core.metrics import CollapseWatch, Evaluator, versus_real
+from gan_core.metrics import CollapseWatch, Evaluator, versus_real, watch_interval
 from gan_core.outputs import FolderCheckpointer, ProgressPrinter, RunRecorder, latest_checkpoint, sample_picture
 from gan_core.outputs.progress import format_duration
 from gan_core.outputs.run_lock import training_lock
@@ -87,12 +87,9 @@ def _train_in(
     evaluator = Evaluator(dataset, config.eval, cache_dir=str(cache_dir or folder / "classifier"), log=log)
     if evaluator.classifier_accuracy is not None:
         log(f"feature classifier test accuracy {evaluator.classifier_accuracy:.4f}")
-    watch_every = max(
-        config.train.log_every, config.train.steps // 10 // config.train.log_every * config.train.log_every
-    )
     watch = CollapseWatch(
         evaluator,
-        every=watch_every,
+        every=watch_interval(config.train),
         threshold=config.eval.collapse_threshold,
         on_collapse=lambda e: log(f"mode-collapse warning at step {e.step}: {e.reason}"),
     )

@@ -1,6 +1,13 @@
 """Evaluation without downloaded weights: the 2-D protocol and a self-trained feature classifier."""
 
-from gan_core.metrics.collapse import CollapseEvent, CollapseWatch, coverage_of
+from gan_core.metrics.collapse import (
+    CollapseEvent,
+    CollapseWatch,
+    CoverageFall,
+    coverage_fall,
+    coverage_of,
+    watch_interval,
+)
 from gan_core.metrics.evaluate import (
     MATCHED,
     METRICS,
@@ -20,6 +27,9 @@ __all__ = [
     "METRICS",
     "CollapseEvent",
     "CollapseWatch",
+    "CoverageFall",
+    "coverage_fall",
+    "watch_interval",
     "Evaluator",
     "coverage_from_metrics",
     "coverage_of",

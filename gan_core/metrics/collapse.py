@@ -17,19 +17,25 @@ Every `every` steps the watch samples the (EMA) generator and measures up to thr
 It warns when coverage falls by `drop` or more from its best, or when a share is below
 `threshold` once it has been above it, or from half-way through training. Early in training
 every share is low, and that is not collapse.
+
+After a run, `coverage_fall` reads the whole coverage curve (a resumed run's too, from its
+tracked metric) for the late kind: modes reached, then lost.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from gan_core.config import TrainConfig
 from gan_core.metrics.evaluate import Evaluator, SampleView, coverage_from_metrics, subset_view
 from gan_core.training.hooks import Hook
 from gan_core.training.state import TrainState
+
+DROP = 0.25  # a fall of coverage this large from its best is collapse: 2 of the ring's 8 modes, 3 of 10 classes
 
 SIGNALS = {
     "coverage": "coverage {:.2f} (share of modes or classes reached)",
@@ -44,6 +50,42 @@ class CollapseEvent:
     coverage: float
     best: float
     reason: str
+
+
+@dataclass(frozen=True)
+class CoverageFall:
+    """The deepest fall of coverage below its best so far: modes or classes a run reached, then lost."""
+
+    peak_step: int
+    peak: float
+    low_step: int
+    low: float
+    final: float  # at the last measurement: the generator the run ends with
+
+    def describe(self) -> str:
+        end = "and ended there" if self.final <= self.low else f"and ended at {self.final:.2f}"
+        return (
+            f"coverage fell from {self.peak:.2f} at step {self.peak_step} to {self.low:.2f} at step {self.low_step} "
+            f"{end}"
+        )
+
+
+def coverage_fall(history: Sequence[tuple[int, float]], drop: float = DROP) -> CoverageFall | None:
+    """The deepest fall of at least `drop` below the best coverage before it, in a (step, coverage)
+    curve in any order; None when coverage never fell that far."""
+    points = sorted(history)
+    fall, peak_step, peak = None, None, -math.inf
+    for step, coverage in points:
+        if coverage > peak:
+            peak_step, peak = step, coverage
+        elif peak - coverage >= drop - 1e-9 and (fall is None or peak - coverage > fall.peak - fall.low):
+            fall = CoverageFall(peak_step, peak, step, coverage, points[-1][1])
+    return fall
+
+
+def watch_interval(train: TrainConfig) -> int:
+    """Steps between the watch's measurements: about ten per run, on the metrics' cadence."""
+    return max(train.log_every, train.steps // 10 // train.log_every * train.log_every)
 
 
 def coverage_of(evaluator: Evaluator, samples: torch.Tensor, requested: torch.Tensor | None = None) -> float:
@@ -70,7 +112,7 @@ class CollapseWatch(Hook):
         evaluator: Evaluator,
         every: int,
         threshold: float = 0.5,
-        drop: float = 0.25,
+        drop: float = DROP,
         n_samples: int = 1000,
         on_collapse: Callable[[CollapseEvent], None] | None = None,
     ) -> None:

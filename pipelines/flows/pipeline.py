@@ -126,6 +126,7 @@ def gan_pipeline(
         "decision": asdict(decision),
         "search": searched.to_dict() if searched else None,
         "latest_search_values": latest_search_values or None,
+        "late_collapse": trained.late_collapse,
     }
     summary["outputs"] = _keep_outputs(settings, summary)
     markdown = pipeline_report(summary)

@@ -16,6 +16,8 @@ def pipeline_report(summary: dict[str, Any]) -> str:
     lines += [f"- model: `{summary['model_name']}` version {summary['version']} (logged as `{summary['model_uri']}`)"]
     if "final" in summary.get("outputs", {}):  # the picture sits beside the report
         lines += ["", f"![samples of the generator]({Path(summary['outputs']['final']).name})"]
+    if summary.get("late_collapse"):
+        lines += ["", f"**Warning: mode collapse late in training: {summary['late_collapse']}.**"]
     lines += [""] + _decision(summary["decision"]) + [""] + _metrics(summary["metrics"])
     if summary.get("search"):
         search = summary["search"]

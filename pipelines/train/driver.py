@@ -19,7 +19,7 @@ from typing import Any
 from gan_core.config import ConfigError, ExperimentConfig
 from gan_core.data import Dataset
 from gan_core.data.prepared import dataset_version
-from gan_core.metrics import Evaluator
+from gan_core.metrics import Evaluator, coverage_fall
 from gan_core.training import TrainingStopped, generator_from_checkpoint
 from gan_core.training.state import check_trainable
 from pipelines.settings import Settings
@@ -45,6 +45,7 @@ class TrainResult:
     model_uri: str
     registered_version: str | None = None
     tags: dict[str, str] | None = None  # lineage: dataset version, config hash, code version
+    late_collapse: str | None = None  # how coverage fell after its best, when it fell that far
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,18 +87,32 @@ def train_distributed(
             options = worker_options(
                 config, run_name, checkpoints.uri, run_id=run_id, tracking_uri=settings.tracking_uri,
                 tracking_wait_s=settings.tracking_wait_s, graceful_stop=True,
+                classifier_cache=str(settings.home / "classifiers"),
             )  # fmt: skip
             checkpoint = load_result_checkpoint(run_trainer(options, scaling, hooks=hooks))
             client = runs.client_for(settings, log)  # the server may have gone away while training ran
             resend_backlog(client, run_id, checkpoint, log)
+            collapse = late_collapse(client, run_id, log)
             evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
             trained = TrainedRun(run_id, run_name, config, tags, int(checkpoint["step"]))
             generator = generator_from_checkpoint(checkpoint)
             published = publish_generator(client, settings, trained, generator, evaluator, register_as, bootstrap, log)
         return TrainResult(
             run_name, run_id, resumed, trained.step, published.report, f"{checkpoints.uri}/{run_name}",
-            published.model_uri, published.version, tags,
+            published.model_uri, published.version, tags, collapse,
         )  # fmt: skip
+
+
+def late_collapse(client: Any, run_id: str, log: Callable[[str], None]) -> str | None:
+    """The collapse watch's coverage curve, read back from the run (every attempt of it): modes or
+    classes reached and then lost are said, and tagged on the run as `collapse.late`. The
+    evaluation after training sees only the generator the run ended with, not what it lost."""
+    fall = coverage_fall([(m.step, m.value) for m in client.get_metric_history(run_id, "coverage")])
+    if fall is None:
+        return None
+    client.set_tag(run_id, "collapse.late", fall.describe())
+    log(f"mode collapse late in training: {fall.describe()}")
+    return fall.describe()
 
 
 def check_steps_not_fewer(config: ExperimentConfig, checkpoints: Storage, run_name: str) -> None:

@@ -56,6 +56,7 @@ class WorkerOptions:
     sync_batchnorm: bool = False
     check_sync: bool = True  # rank 0 logs how far apart the ranks' weights are (0.0 in sync)
     graceful_stop: bool = False  # rank 0 watches for the driver's stop record
+    classifier_cache: str | None = None  # the feature classifiers' cache, for rank 0's collapse watch
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "config": self.config.to_dict()}

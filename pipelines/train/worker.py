@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from gan_core.data import Dataset
+from gan_core.metrics import CollapseWatch, Evaluator, watch_interval
 from gan_core.models.critic_norm import convert_sync_batchnorm
 from gan_core.outputs.progress import ProgressPrinter
 from gan_core.training import Hook, NonFiniteLossError, StopRequest, TrainingStopped, fit, load_checkpoint
@@ -30,11 +31,29 @@ class StopTraining(Exception):
 
 def train_hooks(rank: int, world_size: int, dataset: Dataset, options: WorkerOptions) -> list[Hook]:
     """`ganpipe train`'s hooks: checkpoints through Ray, metrics and frames to MLflow, and rank
-    0's progress lines (step, losses, samples/s, ETA), which Ray forwards to the command's output."""
+    0's progress lines (step, losses, samples/s, ETA), which Ray forwards to the command's output.
+    With an MLflow run, rank 0 also watches for mode collapse; its coverage goes into the metrics
+    the reporter logs, so it comes before it."""
     reporter = RayReporter(
         rank, world_size, options.run_id, options.tracking_uri, options.check_sync, dataset, options.tracking_wait_s
     )
-    return [reporter, ProgressPrinter(write_line)] if rank == 0 else [reporter]  # rank 0 speaks for the run
+    if rank != 0:
+        return [reporter]
+    watch = [collapse_watch(dataset, options)] if options.run_id else []
+    return [*watch, reporter, ProgressPrinter(write_line)]  # rank 0 speaks for the run
+
+
+def collapse_watch(dataset: Dataset, options: WorkerOptions) -> CollapseWatch:
+    """Coverage about ten times a run, as the `coverage` metric (a curve in MLflow), with a line
+    when it falls: the run's evaluation at the end sees only the generator the run ended with."""
+    config = options.config
+    evaluator = Evaluator(dataset, config.eval, cache_dir=options.classifier_cache, log=write_line)
+    return CollapseWatch(
+        evaluator,
+        every=watch_interval(config.train),
+        threshold=config.eval.collapse_threshold,
+        on_collapse=lambda event: write_line(f"mode-collapse warning at step {event.step}: {event.reason}"),
+    )
 
 
 def write_line(line: str) -> None:

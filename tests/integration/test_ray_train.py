@@ -72,6 +72,8 @@ def test_two_workers_train_resume_and_log(settings, ray_cluster):
     # Both ranks held identical weights after every one of the 100 steps.
     spread = _history(client, result.run_id, "rank_weight_spread")
     assert [s for s, _ in spread] == list(range(1, 101)) and all(v == 0.0 for _, v in spread)
+    # Rank 0's collapse watch: coverage about ten times a run, as a curve in MLflow.
+    assert [s for s, _ in _history(client, result.run_id, "coverage")] == list(range(10, 101, 10))
     # The pictures `--local` writes, from a Ray run too.
     pictures = {a.path for a in client.list_artifacts(result.run_id, "samples")}
     assert {"samples/final.png", "samples/curves.png", "samples/training.gif"} <= pictures, pictures

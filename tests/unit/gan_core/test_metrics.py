@@ -5,7 +5,7 @@ import torch
 
 from gan_core.config import EvalConfig
 from gan_core.data import load_dataset
-from gan_core.metrics import METRICS, CollapseWatch, Evaluator, flatten_report, metrics_table
+from gan_core.metrics import METRICS, CollapseWatch, Evaluator, coverage_fall, flatten_report, metrics_table
 from gan_core.metrics.features import GaussianFit, Neighbourhoods, frechet_distance, prdc
 from gan_core.metrics.mixtures import mixture_metrics
 
@@ -163,6 +163,18 @@ def test_collapse_watch_warns_when_coverage_falls_by_a_quarter_or_more(ring_watc
     assert watch.events[-1].reason == "coverage fell from 1.00 to 0.75"
     watch.measure(3, _state(ring.modes[:2] + 0.001))
     assert watch.events[-1].step == 3 and "fell from 1.00 to 0.25" in watch.events[-1].reason
+
+
+def test_coverage_fall_finds_modes_lost_after_they_were_reached():
+    assert coverage_fall([(100, 0.25), (200, 0.5), (300, 1.0), (400, 1.0)]) is None  # early lows are learning
+    assert coverage_fall([(100, 1.0), (200, 0.875), (300, 1.0)]) is None  # one of 8 modes: less than a quarter
+    late = coverage_fall([(300, 1.0), (100, 0.5), (400, 0.75), (500, 0.5), (200, 0.9)])  # steps in any order
+    assert (late.peak_step, late.peak, late.low_step, late.low, late.final) == (300, 1.0, 500, 0.5, 0.5)
+    assert late.describe() == "coverage fell from 1.00 at step 300 to 0.50 at step 500 and ended there"
+    regained = coverage_fall([(1, 0.8), (2, 0.4), (3, 1.0), (4, 0.7), (5, 0.9)])  # the deepest fall is kept
+    assert (regained.peak_step, regained.low_step, regained.final) == (1, 2, 0.9)
+    assert regained.describe().endswith("to 0.40 at step 2 and ended at 0.90")
+    assert coverage_fall([(1, 1.0), (2, 0.75)]) is not None  # 8 -> 6 modes: exactly a quarter counts
 
 
 def test_collapse_watch_sees_a_generator_that_piles_its_samples_into_one_mode(ring_watch):

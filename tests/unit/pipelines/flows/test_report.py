@@ -33,3 +33,12 @@ def test_a_re_run_reports_the_figures_its_champion_was_promoted_on_and_the_searc
     report = pipeline_report(_summary(decision, latest_search_values={"loss.r1_weight": 0.05}))
     assert "Version 1 is the champion: already the champion (promoted as the first champion" in report
     assert "none this run; training used the latest search's best values: `loss.r1_weight=0.05`" in report
+
+
+def test_a_run_that_lost_modes_late_says_so_above_its_figures():
+    decision = {"promoted": True, "challenger": "1", "reason": "no champion yet; gates passed", "gates": {}}
+    fell = "coverage fell from 1.00 at step 1200 to 0.70 at step 3000 and ended there"
+    report = pipeline_report(_summary(decision, late_collapse=fell))
+    warning = f"**Warning: mode collapse late in training: {fell}.**"
+    assert warning in report and report.index(warning) < report.index("## Evaluation")
+    assert "mode collapse" not in pipeline_report(_summary(decision, late_collapse=None))
