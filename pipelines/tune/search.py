@@ -199,6 +199,7 @@ def raise_interrupted(grid, name: str, expected: int, signum: signal.Signals) ->
 def _tune_config(options: SearchOptions, dimensions) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.search import BasicVariantGenerator
 
     if options.scheduler == "asha":
         scheduler = ASHAScheduler(
@@ -217,11 +218,12 @@ def _tune_config(options: SearchOptions, dimensions) -> Any:
         )
     else:
         scheduler = FIFOScheduler()
-    search_alg = None
     if options.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
         search_alg = OptunaSearch(seed=options.seed)
+    else:  # Tune's own random search, seeded as Optuna is: it drew other values each time it ran
+        search_alg = BasicVariantGenerator(random_state=options.seed)
     return tune.TuneConfig(
         metric="objective",
         mode="max",
