@@ -67,6 +67,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # load_services, besid
 
 from load_services import BIN, mlflow_server, postgres, prefect_server, ray_head, stop_tree  # noqa: E402
 
+from gan_core.config import TrainConfig  # noqa: E402
+from gan_core.metrics import watch_interval  # noqa: E402
+
+# The collapse watch's metrics come about ten times a run, not at every logged step.
+WATCHED = ("coverage", "collapsed")
+
 MODEL = "load-generator"
 EXPERIMENT = "load"
 PRESET = "ring-hq"  # small MLPs: 500 steps reach all 8 modes, so a challenger passes the promotion gates
@@ -127,7 +133,7 @@ class MetricCount:
     logged: int
     lost: int
     duplicated: int
-    unexpected: int  # points at steps that are not every LOG_EVERY-th
+    unexpected: int  # points at steps their metric is not logged at (see logged_steps)
 
 
 @dataclass(frozen=True)
@@ -450,6 +456,12 @@ def flow_run_states(api: str) -> dict[str, str]:
 
 
 # -- metrics -------------------------------------------------------------------------------------
+def logged_steps(key: str, train: TrainConfig) -> set[int]:
+    """The steps a training run logs `key` at: every log_every-th, or the collapse watch's."""
+    every = watch_interval(train) if key in WATCHED else train.log_every
+    return set(range(every, train.steps + 1, every)) | {train.steps}
+
+
 def metric_counts(tracking_uri: str) -> list[MetricCount]:
     """For every training run (tagged with a run name): each training metric's points against
     the steps it is logged at. The training metrics are those any training run logged, but the
@@ -464,17 +476,17 @@ def metric_counts(tracking_uri: str) -> list[MetricCount]:
     keys = sorted({k for r in runs for k in r.data.metrics if not k.startswith("eval/")})
     counts = []
     for r in sorted(runs, key=lambda r: r.data.tags[RUN_NAME_TAG]):
-        steps, every = int(r.data.params["train.steps"]), int(r.data.params["train.log_every"])
-        expected = set(range(every, steps + 1, every)) | {steps}
+        train = TrainConfig(steps=int(r.data.params["train.steps"]), log_every=int(r.data.params["train.log_every"]))
+        expected = {key: logged_steps(key, train) for key in keys}
         points = Counter((key, p.step) for key in keys for p in client.get_metric_history(r.info.run_id, key))
         counts.append(
             MetricCount(
                 run=r.data.tags[RUN_NAME_TAG],
-                expected=len(keys) * len(expected),
+                expected=sum(len(steps) for steps in expected.values()),
                 logged=sum(points.values()),
-                lost=sum((key, step) not in points for key in keys for step in expected),
+                lost=sum((key, step) not in points for key in keys for step in expected[key]),
                 duplicated=sum(n - 1 for n in points.values()),
-                unexpected=sum(n for (_, step), n in points.items() if step not in expected),
+                unexpected=sum(n for (key, step), n in points.items() if step not in expected[key]),
             )
         )
     return counts
