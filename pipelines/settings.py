@@ -51,6 +51,11 @@ class Settings:
         """Artifact root used when MLflow runs on the embedded SQLite store."""
         return self.home / "mlartifacts"
 
+    @property
+    def classifier_cache(self) -> str:
+        """The feature classifiers' cache: trained once per dataset, read by every evaluation here."""
+        return str(self.home / "classifiers")
+
 
 def default_tracking_uri(home: Path) -> str:
     """MLflow in a SQLite file in the home folder, when MLFLOW_TRACKING_URI is unset."""

@@ -21,7 +21,7 @@ def evaluate_source(
     if is_model_uri(source):  # the model comes from MLflow, and the evaluation goes back to it
         wait_for_server(settings.tracking_uri, settings.tracking_wait_s, log)
     generator, config, label = load_generator(source, settings)
-    evaluator = Evaluator(load_for(config), config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+    evaluator = Evaluator(load_for(config), config.eval, cache_dir=settings.classifier_cache, log=log)
     report = evaluator.evaluate(generator, n_samples, bootstrap=bootstrap)
     summary = {
         "source": label,

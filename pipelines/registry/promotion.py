@@ -113,7 +113,7 @@ def _decide(client, settings, name, version, margin, resamples, log, dry_run) ->
 
     challenger_gen, config = load_served_generator(f"models:/{name}/{candidate.version}", settings.tracking_uri)
     dataset = load_for(config)
-    evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+    evaluator = Evaluator(dataset, config.eval, cache_dir=settings.classifier_cache, log=log)
     challenger_view, challenger_metrics = _scored(evaluator, challenger_gen)
     gates = {
         "finite_outputs": bool(torch.isfinite(challenger_view.x.flatten(1)).all()),

@@ -87,13 +87,13 @@ def train_distributed(
             options = worker_options(
                 config, run_name, checkpoints.uri, run_id=run_id, tracking_uri=settings.tracking_uri,
                 tracking_wait_s=settings.tracking_wait_s, graceful_stop=True,
-                classifier_cache=str(settings.home / "classifiers"),
+                classifier_cache=settings.classifier_cache,
             )  # fmt: skip
             checkpoint = load_result_checkpoint(run_trainer(options, scaling, hooks=hooks))
             client = runs.client_for(settings, log)  # the server may have gone away while training ran
             resend_backlog(client, run_id, checkpoint, log)
             collapse = late_collapse(client, run_id, log)
-            evaluator = Evaluator(dataset, config.eval, cache_dir=str(settings.home / "classifiers"), log=log)
+            evaluator = Evaluator(dataset, config.eval, cache_dir=settings.classifier_cache, log=log)
             trained = TrainedRun(run_id, run_name, config, tags, int(checkpoint["step"]))
             generator = generator_from_checkpoint(checkpoint)
             published = publish_generator(client, settings, trained, generator, evaluator, register_as, bootstrap, log)
@@ -110,9 +110,10 @@ def late_collapse(client: Any, run_id: str, log: Callable[[str], None]) -> str |
     fall = coverage_fall([(m.step, m.value) for m in client.get_metric_history(run_id, "coverage")])
     if fall is None:
         return None
-    client.set_tag(run_id, "collapse.late", fall.describe())
-    log(f"mode collapse late in training: {fall.describe()}")
-    return fall.describe()
+    said = fall.describe()
+    client.set_tag(run_id, "collapse.late", said)
+    log(f"mode collapse late in training: {said}")
+    return said
 
 
 def check_steps_not_fewer(config: ExperimentConfig, checkpoints: Storage, run_name: str) -> None:

@@ -108,7 +108,7 @@ def _search(
         base=base,
         eval_samples=options.eval_samples,
         stop_on_collapse=options.scheduler != "pbt",
-        cache_dir=str(settings.home / "classifiers"),
+        cache_dir=settings.classifier_cache,
         storage_uri=settings.storage_uri,
         tracking_uri=settings.tracking_uri,
         experiment_id=runs.experiment_id(client, settings),
